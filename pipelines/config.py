@@ -1,0 +1,240 @@
+"""The one place that reads `crm_roi.yaml`.
+
+Configuration is validated completely before any data is touched, so a typo in
+a key or a path fails the run in a second with one line naming the key, rather
+than an hour later in the middle of a load.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_CONFIG_FILE = "crm_roi.yaml"
+DEFAULT_DUCKDB_FILE = "crm_roi.duckdb"
+
+COST_CATEGORIES = (
+    "crm_software",
+    "crm_implementation",
+    "crm_training",
+    "crm_support",
+    "crm_hardware",
+    "sales_marketing",
+    "operating_cost",
+)
+FILE_PROFILES = ("canonical", "hubspot_export", "salesforce_export", "pipedrive_export", "custom")
+STREAMS = ("deals", "deal_stage_history", "customers", "fx_rates", "csat", "crm_usage")
+MONTHS_PER_PERIOD = {"month": 1.0, "quarter": 3.0, "week": 12.0 / 52.0}
+
+
+class ConfigError(ValueError):
+    """A user mistake in the configuration, reported as one line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def read_secret(value: str) -> str:
+    """Resolve `env:NAME` so secrets live in the environment, never in the file."""
+    if not value.startswith("env:"):
+        raise ConfigError("secrets must be given as env:NAME, not written into the file")
+    name = value.removeprefix("env:")
+    secret = os.environ.get(name)
+    if not secret:
+        raise ConfigError(f"environment variable {name} is not set")
+    return secret
+
+
+class FilesSource(_Strict):
+    """A folder of CRM export files, read through a column-mapping profile."""
+
+    kind: Literal["files"]
+    name: str | None = None
+    path: Path
+    profile: Literal["canonical", "hubspot_export", "salesforce_export", "pipedrive_export", "custom"] = "canonical"
+    files: dict[str, str] = Field(default_factory=dict)
+    columns: dict[str, str] = Field(default_factory=dict)
+    won_stages: list[str] = Field(default_factory=list)
+    lost_stages: list[str] = Field(default_factory=list)
+    currency: str | None = None
+    timezone: str = "UTC"
+
+    @field_validator("path")
+    @classmethod
+    def _folder_exists(cls, path: Path) -> Path:
+        if not path.is_dir():
+            raise ValueError(f"folder '{path}' does not exist")
+        return path
+
+    @field_validator("files")
+    @classmethod
+    def _known_streams(cls, files: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(files) - set(STREAMS))
+        if unknown:
+            raise ValueError(f"unknown stream '{unknown[0]}' (expected one of {', '.join(STREAMS)})")
+        return files
+
+    @model_validator(mode="after")
+    def _custom_needs_stages(self) -> FilesSource:
+        if self.profile == "custom" and "is_won" not in self.columns and not self.won_stages:
+            raise ValueError("profile custom needs won_stages (or an is_won column in columns)")
+        return self
+
+
+SourceConfig = Annotated[FilesSource, Field(discriminator="kind")]
+
+
+class FinanceConfig(_Strict):
+    """The general-ledger export and the map from GL account to cost category."""
+
+    path: Path
+    accounts: dict[str, str]
+    columns: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("path")
+    @classmethod
+    def _file_exists(cls, path: Path) -> Path:
+        if not path.is_file():
+            raise ValueError(f"file '{path}' does not exist")
+        return path
+
+    @field_validator("accounts", mode="before")
+    @classmethod
+    def _known_categories(cls, accounts: dict) -> dict[str, str]:
+        if not isinstance(accounts, dict) or not accounts:
+            raise ValueError("must map at least one GL account to a category")
+        for account, category in accounts.items():
+            if category not in COST_CATEGORIES:
+                raise ValueError(
+                    f"account {account}: unknown category '{category}' "
+                    f"(expected one of {', '.join(COST_CATEGORIES)})"
+                )
+        return {str(k): v for k, v in accounts.items()}
+
+
+class Settings(_Strict):
+    """Everything one run needs: the method's parameters, sources and finance."""
+
+    as_of: dt.date | None = None
+    go_live: dt.date
+    baseline_months: int = Field(12, ge=1, le=120)
+    period: Literal["month", "quarter", "week"] = "month"
+    base_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    gross_margin: float = Field(1.0, ge=0, le=1)
+    attribution_share: float = Field(1.0, ge=0, le=1)
+    risk_adjustment: float = Field(0.0, ge=0, lt=1)
+    discount_rate: float = Field(0.10, ge=0, le=1)
+    arpa_monthly: float | None = Field(None, ge=0)
+    schedule_cron: str = "0 2 * * *"
+    duckdb_path: Path = Path(DEFAULT_DUCKDB_FILE)
+    sources: list[SourceConfig] = Field(min_length=1)
+    finance: FinanceConfig
+
+    @field_validator("schedule_cron")
+    @classmethod
+    def _cron_has_five_fields(cls, cron: str) -> str:
+        if len(cron.split()) != 5:
+            raise ValueError(f"'{cron}' is not a five-field cron expression")
+        return cron
+
+    @model_validator(mode="after")
+    def _unique_source_names(self) -> Settings:
+        names = self.source_names
+        if len(set(names)) != len(names):
+            raise ValueError("two sources have the same name: give each a distinct name")
+        return self
+
+    @property
+    def source_names(self) -> list[str]:
+        """Keys are namespaced by source, so each needs a stable name."""
+        counts: dict[str, int] = {}
+        names = []
+        for source in self.sources:
+            counts[source.kind] = counts.get(source.kind, 0) + 1
+            names.append(source.name or f"{source.kind}_{counts[source.kind]}")
+        return names
+
+    @property
+    def effective_as_of(self) -> dt.date:
+        return self.as_of or dt.datetime.now(dt.UTC).date()
+
+    @property
+    def baseline_start(self) -> dt.date:
+        """go_live minus baseline_months calendar months (clamped to the month's last day)."""
+        months = self.go_live.year * 12 + self.go_live.month - 1 - self.baseline_months
+        year, month = divmod(months, 12)
+        month += 1
+        last_day = (dt.date(year + month // 12, month % 12 + 1, 1) - dt.timedelta(days=1)).day
+        return dt.date(year, month, min(self.go_live.day, last_day))
+
+    @property
+    def months_per_period(self) -> float:
+        return MONTHS_PER_PERIOD[self.period]
+
+
+def config_path(explicit: str | Path | None = None) -> Path:
+    """The config file: an explicit path, else CRM_ROI_CONFIG, else ./crm_roi.yaml."""
+    return Path(explicit or os.environ.get("CRM_ROI_CONFIG") or DEFAULT_CONFIG_FILE)
+
+
+def _resolve_paths(raw: dict, base: Path) -> dict:
+    """Relative paths in the file are relative to the file, not to the shell's cwd."""
+    def resolve(value: object) -> object:
+        return str(base / value) if isinstance(value, str) and not Path(value).is_absolute() else value
+
+    raw = dict(raw)
+    raw["sources"] = [
+        {**s, "path": resolve(s.get("path"))} if isinstance(s, dict) and "path" in s else s
+        for s in raw.get("sources") or []
+    ]
+    if isinstance(raw.get("finance"), dict) and "path" in raw["finance"]:
+        raw["finance"] = {**raw["finance"], "path": resolve(raw["finance"]["path"])}
+    if "duckdb_path" in raw:
+        raw["duckdb_path"] = resolve(raw["duckdb_path"])
+    else:
+        raw["duckdb_path"] = str(base / DEFAULT_DUCKDB_FILE)
+    return raw
+
+
+def _one_line(error: ValidationError, file: Path) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        message = "unknown key"
+    elif first["type"] == "missing":
+        message = "required key is missing"
+    return f"{file}: {where}: {message}"
+
+
+def load_settings(path: str | Path | None = None) -> Settings:
+    """Read and validate the configuration; raise ConfigError with one clear line."""
+    file = config_path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file '{file}' not found (set CRM_ROI_CONFIG or pass --config)")
+    try:
+        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{file}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{file}: expected a mapping of keys at the top level")
+    raw = _resolve_paths(raw, file.resolve().parent)
+    if db := os.environ.get("CRM_ROI_DUCKDB"):
+        raw["duckdb_path"] = db
+    try:
+        return Settings.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_one_line(exc, file)) from None

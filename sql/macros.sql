@@ -1,0 +1,55 @@
+-- Parsers shared by every staging model. One definition of "parses" for all
+-- sources: a non-empty value that yields NULL here rejects its row.
+
+-- ISO 8601 -> naive UTC timestamp. An offset is honoured; no offset means UTC
+-- (the connection's TimeZone is UTC); a bare date is midnight UTC.
+CREATE OR REPLACE TEMP MACRO parse_ts(s) AS
+    CASE WHEN s IS NULL THEN NULL
+         WHEN NOT regexp_full_match(trim(s), '\d{4}-\d{1,2}-\d{1,2}([T ].*)?') THEN NULL
+         ELSE timezone('UTC', try_cast(trim(s) AS TIMESTAMPTZ)) END;
+
+CREATE OR REPLACE TEMP MACRO parse_date(s) AS CAST(parse_ts(s) AS DATE);
+
+-- Plain decimals, also with a currency symbol or code, thousands separators
+-- ("1,000.50") or accounting negatives ("(500.00)"). NaN and infinity do not parse.
+CREATE OR REPLACE TEMP MACRO clean_number(s) AS
+    regexp_replace(
+        regexp_replace(trim(s), '^(-?)\s*(?:[$€£¥]|[A-Z]{3})\s*|\s*(?:[$€£¥]|[A-Z]{3})$', '\1', 'g'),
+        '^\((.*)\)$', '-\1');
+CREATE OR REPLACE TEMP MACRO parse_number(s) AS (
+    WITH c AS (SELECT clean_number(s) AS v)
+    SELECT CASE WHEN isfinite(x) THEN x END
+    FROM (SELECT try_cast(
+            CASE WHEN regexp_full_match(v, '-?\d{1,3}(,\d{3})+(\.\d+)?') THEN replace(v, ',', '') ELSE v END
+            AS DOUBLE) AS x FROM c));
+
+CREATE OR REPLACE TEMP MACRO parse_bool(s) AS
+    CASE WHEN lower(trim(s)) IN ('true', 't', '1', 'yes', 'y') THEN true
+         WHEN lower(trim(s)) IN ('false', 'f', '0', 'no', 'n') THEN false END;
+
+-- A non-empty value that failed to parse.
+CREATE OR REPLACE TEMP MACRO unparsed(raw_value, parsed_value) AS
+    raw_value IS NOT NULL AND parsed_value IS NULL;
+
+-- Landing helpers for export profiles (see connectors/files/reader.py).
+CREATE OR REPLACE TEMP MACRO iso_from_formats(s, formats) AS
+    strftime(try_strptime(trim(s), formats), '%Y-%m-%dT%H:%M:%S');
+CREATE OR REPLACE TEMP MACRO local_to_utc_iso(s, tz) AS
+    CASE WHEN s IS NULL OR regexp_matches(s, '(Z|[+-]\d{2}:?\d{2})$') THEN s
+         ELSE coalesce(
+             strftime(timezone('UTC', timezone(tz, try_cast(s AS TIMESTAMP))), '%Y-%m-%dT%H:%M:%SZ'),
+             s) END;
+
+-- The calendar periods of the run: month, calendar quarter or ISO week
+-- (Monday), from the one holding first_day to the one holding as_of.
+CREATE OR REPLACE TEMP MACRO period_step() AS
+    CASE getvariable('period') WHEN 'month' THEN INTERVAL 1 MONTH
+                               WHEN 'quarter' THEN INTERVAL 3 MONTH
+                               ELSE INTERVAL 7 DAY END;
+CREATE OR REPLACE TEMP MACRO period_of(d) AS
+    CAST(date_trunc(getvariable('period'), CAST(d AS DATE)) AS DATE);
+CREATE OR REPLACE TEMP MACRO period_spine(first_day) AS TABLE
+    SELECT CAST(s AS DATE) AS period_start, CAST(s + period_step() AS DATE) AS period_end
+    FROM generate_series(CAST(period_of(first_day) AS TIMESTAMP),
+                         CAST(period_of(getvariable('as_of')) AS TIMESTAMP),
+                         period_step()) AS t(s);

@@ -1,0 +1,26 @@
+-- Which export file was loaded into which stream, so each file is loaded once.
+CREATE TABLE IF NOT EXISTS raw.loaded_files (
+    source     VARCHAR NOT NULL,
+    stream     VARCHAR NOT NULL,
+    file_name  VARCHAR NOT NULL,
+    sha256     VARCHAR NOT NULL,
+    size_bytes BIGINT NOT NULL,
+    row_count  BIGINT NOT NULL,
+    batch_id   BIGINT NOT NULL,
+    loaded_at  TIMESTAMP NOT NULL,
+    PRIMARY KEY (source, stream, file_name)
+);
+
+-- Rows that failed a row rule in staging, with the reason and the row as landed.
+-- Rebuilt per table with its staging table, in the same transaction.
+CREATE TABLE IF NOT EXISTS quarantine.rejected_rows (
+    table_name  VARCHAR NOT NULL,
+    source      VARCHAR NOT NULL,
+    key         VARCHAR,
+    reason      VARCHAR NOT NULL,
+    payload     JSON NOT NULL,
+    file_name   VARCHAR,
+    row_number  BIGINT,
+    batch_id    BIGINT,
+    rejected_at TIMESTAMP NOT NULL
+);

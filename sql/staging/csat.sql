@@ -1,0 +1,30 @@
+-- staging.csat: one row per (source, response_id); the last occurrence wins.
+WITH parsed AS (
+    SELECT
+        r._source AS source,
+        nullif(trim(r.response_id), '') AS response_id,
+        r.customer_id,
+        parse_ts(r.responded_at) AS responded_at,
+        parse_number(r.score) AS score,
+        r.responded_at AS raw_responded_at, r.score AS raw_score,
+        to_json(r) AS _payload, r._file, r._row_number, r._batch_id,
+        row_number() OVER (
+            PARTITION BY r._source, coalesce('key:' || nullif(trim(r.response_id), ''),
+                                             'row:' || r._batch_id || ':' || r._row_number)
+            ORDER BY r._batch_id DESC, r._row_number DESC
+        ) AS version_rank
+    FROM raw.csat AS r
+)
+SELECT
+    source, response_id, customer_id, responded_at, score, _batch_id AS batch_id,
+    response_id AS _key,
+    list_filter([
+        CASE WHEN response_id IS NULL THEN 'missing response_id' END,
+        CASE WHEN raw_responded_at IS NULL THEN 'missing responded_at'
+             WHEN responded_at IS NULL THEN 'unparseable responded_at' END,
+        CASE WHEN raw_score IS NULL THEN 'missing score'
+             WHEN score IS NULL THEN 'unparseable score' END
+    ], lambda reason: reason IS NOT NULL) AS _reasons,
+    _payload, _file, _row_number
+FROM parsed
+WHERE version_rank = 1

@@ -1,0 +1,33 @@
+-- staging.customers: one row per (source, customer_id); the last occurrence wins
+-- (exports carry no updated_at for customers).
+WITH parsed AS (
+    SELECT
+        r._source AS source,
+        nullif(trim(r.customer_id), '') AS customer_id,
+        r.name,
+        parse_ts(r.started_at) AS started_at,
+        parse_ts(r.churned_at) AS churned_at,
+        parse_number(r.mrr) AS mrr,
+        r.started_at AS raw_started_at, r.churned_at AS raw_churned_at, r.mrr AS raw_mrr,
+        to_json(r) AS _payload, r._file, r._row_number, r._batch_id,
+        row_number() OVER (
+            PARTITION BY r._source, coalesce('key:' || nullif(trim(r.customer_id), ''),
+                                             'row:' || r._batch_id || ':' || r._row_number)
+            ORDER BY r._batch_id DESC, r._row_number DESC
+        ) AS version_rank
+    FROM raw.customers AS r
+)
+SELECT
+    source, customer_id, name, started_at, churned_at, mrr, _batch_id AS batch_id,
+    customer_id AS _key,
+    list_filter([
+        CASE WHEN customer_id IS NULL THEN 'missing customer_id' END,
+        CASE WHEN raw_started_at IS NULL THEN 'missing started_at'
+             WHEN started_at IS NULL THEN 'unparseable started_at' END,
+        CASE WHEN unparsed(raw_churned_at, churned_at) THEN 'unparseable churned_at' END,
+        CASE WHEN churned_at < started_at THEN 'churned_at before started_at' END,
+        CASE WHEN unparsed(raw_mrr, mrr) THEN 'unparseable mrr' END
+    ], lambda reason: reason IS NOT NULL) AS _reasons,
+    _payload, _file, _row_number
+FROM parsed
+WHERE version_rank = 1

@@ -1,0 +1,80 @@
+-- staging.deals: one row per (source, deal_id), typed, in UTC, with the amount in
+-- the base currency. The latest updated_at wins (a tie goes to the later row:
+-- later file, then later line); the survivor is then checked against the row
+-- rules and, if it fails, quarantined with every reason, so an older version
+-- never comes back. A row with an unparseable updated_at cannot be ordered and
+-- is judged on its own.
+WITH parsed AS (
+    SELECT
+        r._source AS source,
+        nullif(trim(r.deal_id), '') AS deal_id,
+        r.deal_name, r.account_id, r.owner_id, r.pipeline, r.stage,
+        upper(trim(r.currency)) AS currency,
+        parse_bool(r.is_closed) AS is_closed,
+        parse_bool(r.is_won) AS is_won,
+        coalesce(parse_bool(r.is_deleted), false) AS is_deleted,
+        parse_number(r.amount) AS amount,
+        parse_ts(r.created_at) AS created_at,
+        -- closed_at is read only for closed deals: open ones may carry an expected close date.
+        CASE WHEN parse_bool(r.is_closed) THEN parse_ts(r.closed_at) END AS closed_at,
+        parse_ts(r.updated_at) AS updated_at_given,
+        r.deal_id AS raw_deal_id, r.created_at AS raw_created_at, r.closed_at AS raw_closed_at,
+        r.updated_at AS raw_updated_at, r.amount AS raw_amount, r.is_closed AS raw_is_closed,
+        r.is_won AS raw_is_won, r.is_deleted AS raw_is_deleted,
+        to_json(r) AS _payload, r._file, r._row_number, r._batch_id
+    FROM raw.deals AS r
+),
+ranked AS (
+    SELECT
+        *,
+        coalesce(updated_at_given, greatest(created_at, closed_at)) AS updated_at,
+        row_number() OVER (
+            PARTITION BY source,
+                CASE WHEN deal_id IS NULL OR unparsed(raw_updated_at, updated_at_given)
+                     THEN 'row:' || _batch_id || ':' || _row_number ELSE 'key:' || deal_id END
+            ORDER BY coalesce(updated_at_given, greatest(created_at, closed_at)) DESC NULLS LAST,
+                     _batch_id DESC, _row_number DESC
+        ) AS version_rank
+    FROM parsed
+),
+latest AS (
+    SELECT *, CAST(coalesce(closed_at, created_at) AS DATE) AS rate_date
+    FROM ranked WHERE version_rank = 1
+),
+priced AS (
+    SELECT
+        l.*,
+        CASE WHEN l.currency = getvariable('base_currency') THEN 1.0 ELSE fx.rate_to_base END AS fx_rate
+    FROM latest AS l
+    ASOF LEFT JOIN staging.fx_rates AS fx
+        ON l.currency = fx.currency AND l.rate_date >= fx.date
+)
+SELECT
+    source, deal_id, deal_name, account_id, owner_id, pipeline, stage,
+    is_closed, is_won, is_deleted, amount, currency, fx_rate,
+    amount * fx_rate AS amount_base,
+    created_at, closed_at, updated_at,
+    _batch_id AS batch_id,
+    coalesce(deal_id, raw_deal_id) AS _key,
+    list_filter([
+        CASE WHEN deal_id IS NULL THEN 'missing deal_id' END,
+        CASE WHEN raw_created_at IS NULL THEN 'missing created_at'
+             WHEN created_at IS NULL THEN 'unparseable created_at' END,
+        CASE WHEN raw_is_closed IS NULL THEN 'missing is_closed'
+             WHEN is_closed IS NULL THEN 'unparseable is_closed' END,
+        CASE WHEN raw_is_won IS NULL THEN 'missing is_won'
+             WHEN is_won IS NULL THEN 'unparseable is_won' END,
+        CASE WHEN unparsed(raw_amount, amount) THEN 'unparseable amount' END,
+        CASE WHEN unparsed(raw_updated_at, updated_at_given) THEN 'unparseable updated_at' END,
+        CASE WHEN unparsed(raw_is_deleted, parse_bool(raw_is_deleted)) THEN 'unparseable is_deleted' END,
+        CASE WHEN is_closed AND raw_closed_at IS NULL THEN 'is_closed without closed_at'
+             WHEN is_closed AND closed_at IS NULL THEN 'unparseable closed_at' END,
+        CASE WHEN is_won AND NOT is_closed THEN 'is_won while not is_closed' END,
+        CASE WHEN CAST(closed_at AS DATE) < CAST(created_at AS DATE)
+             THEN 'closed_at before created_at' END,
+        CASE WHEN amount IS NOT NULL AND currency IS NULL THEN 'missing currency'
+             WHEN amount IS NOT NULL AND fx_rate IS NULL AND rate_date IS NOT NULL
+             THEN 'no fx rate for ' || currency || ' on or before ' || rate_date END
+    ], lambda reason: reason IS NOT NULL) AS _reasons,
+    _payload, _file, _row_number
+FROM priced

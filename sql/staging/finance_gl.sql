@@ -1,0 +1,47 @@
+-- staging.finance_gl: one row per entry_id (last occurrence wins), in the base
+-- currency at the most recent rate on or before posted_on, with the cost
+-- category from the configured account map (null: the line counts nowhere).
+WITH parsed AS (
+    SELECT
+        r._source AS source,
+        nullif(trim(r.entry_id), '') AS entry_id,
+        parse_date(r.posted_on) AS posted_on,
+        nullif(trim(r.account), '') AS account,
+        r.description, r.vendor,
+        parse_number(r.amount) AS amount,
+        upper(trim(r.currency)) AS currency,
+        r.posted_on AS raw_posted_on, r.amount AS raw_amount,
+        to_json(r) AS _payload, r._file, r._row_number, r._batch_id,
+        row_number() OVER (
+            PARTITION BY r._source, coalesce('key:' || nullif(trim(r.entry_id), ''),
+                                             'row:' || r._batch_id || ':' || r._row_number)
+            ORDER BY r._batch_id DESC, r._row_number DESC
+        ) AS version_rank
+    FROM raw.finance_gl AS r
+),
+priced AS (
+    SELECT
+        p.*,
+        getvariable('accounts')[p.account] AS category,
+        CASE WHEN p.currency = getvariable('base_currency') THEN 1.0 ELSE fx.rate_to_base END AS fx_rate
+    FROM (SELECT * FROM parsed WHERE version_rank = 1) AS p
+    ASOF LEFT JOIN staging.fx_rates AS fx
+        ON p.currency = fx.currency AND p.posted_on >= fx.date
+)
+SELECT
+    source, entry_id, posted_on, account, category, description, vendor,
+    amount, currency, fx_rate, amount * fx_rate AS amount_base, _batch_id AS batch_id,
+    entry_id AS _key,
+    list_filter([
+        CASE WHEN entry_id IS NULL THEN 'missing entry_id' END,
+        CASE WHEN raw_posted_on IS NULL THEN 'missing posted_on'
+             WHEN posted_on IS NULL THEN 'unparseable posted_on' END,
+        CASE WHEN account IS NULL THEN 'missing account' END,
+        CASE WHEN raw_amount IS NULL THEN 'missing amount'
+             WHEN amount IS NULL THEN 'unparseable amount' END,
+        CASE WHEN currency IS NULL THEN 'missing currency'
+             WHEN fx_rate IS NULL AND posted_on IS NOT NULL
+             THEN 'no fx rate for ' || currency || ' on or before ' || posted_on END
+    ], lambda reason: reason IS NOT NULL) AS _reasons,
+    _payload, _file, _row_number
+FROM priced

@@ -1,0 +1,31 @@
+-- staging.fx_rates: one rate per (date, currency); the last occurrence wins.
+-- rate_to_base converts one unit of `currency` into the base currency.
+WITH parsed AS (
+    SELECT
+        r._source AS source,
+        parse_date(r.date) AS date,
+        upper(trim(r.currency)) AS currency,
+        parse_number(r.rate_to_base) AS rate_to_base,
+        r.date AS raw_date, r.rate_to_base AS raw_rate,
+        to_json(r) AS _payload, r._file, r._row_number, r._batch_id,
+        row_number() OVER (
+            PARTITION BY CASE WHEN parse_date(r.date) IS NULL OR r.currency IS NULL
+                              THEN 'row:' || r._batch_id || ':' || r._row_number
+                              ELSE parse_date(r.date) || ':' || upper(trim(r.currency)) END
+            ORDER BY r._batch_id DESC, r._row_number DESC
+        ) AS version_rank
+    FROM raw.fx_rates AS r
+)
+SELECT
+    source, date, currency, rate_to_base, _batch_id AS batch_id,
+    coalesce(CAST(date AS VARCHAR), raw_date) || ':' || coalesce(currency, '') AS _key,
+    list_filter([
+        CASE WHEN raw_date IS NULL THEN 'missing date' WHEN date IS NULL THEN 'unparseable date' END,
+        CASE WHEN currency IS NULL THEN 'missing currency' END,
+        CASE WHEN raw_rate IS NULL THEN 'missing rate_to_base'
+             WHEN rate_to_base IS NULL THEN 'unparseable rate_to_base'
+             WHEN rate_to_base <= 0 THEN 'rate_to_base not positive' END
+    ], lambda reason: reason IS NOT NULL) AS _reasons,
+    _payload, _file, _row_number
+FROM parsed
+WHERE version_rank = 1

@@ -1,0 +1,1151 @@
+"""Independent pure-Python reference model of DESIGN.md's row rules, KPIs and ROI.
+
+Why this exists: the real pipeline computes staging, KPI and ROI tables in DuckDB
+SQL. A second implementation written straight from DESIGN.md, in a different
+language and without looking at that SQL, lets tests cross-check the two on the
+demo data and on randomly generated data: a disagreement points at a bug in one
+of them or at a place where DESIGN.md is ambiguous.
+
+Scope: one files source with the canonical profile and a single file per stream,
+plus one finance GL file. Standard library only, and written for clarity rather
+than speed (inputs are at most a few thousand rows).
+
+Public API::
+
+    compute(folder, finance_file, settings) -> {
+        "staging_deals": [...], "rejected": [...], "kpi_periodic": [...],
+        "kpi_baseline": [one row], "roi_rolling": [...], "roi_summary": [one row],
+    }
+
+Dates are ``datetime.date``, timestamps naive UTC ``datetime.datetime``, numbers
+``float``/``int`` and null ``None``.
+"""
+
+from __future__ import annotations
+
+import calendar
+import csv
+import math
+import re
+import statistics
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+Row = dict[str, Any]
+RawRow = dict[str, str]
+
+CRM_COST_PREFIX = "crm_"
+PERIODS = ("month", "quarter", "week")
+
+KPI_COLUMNS = (
+    "deals_created",
+    "deals_won",
+    "deals_lost",
+    "win_rate",
+    "revenue_won",
+    "avg_deal_size",
+    "sales_cycle_days_median",
+    "sales_cycle_days_mean",
+    "customers_active_start",
+    "customers_new",
+    "customers_churned",
+    "churn_rate",
+    "retention_rate",
+    "sales_marketing_spend",
+    "cac",
+    "csat_avg",
+    "adoption_rate",
+    "operating_cost",
+    "crm_cost",
+)
+PERIODIC_COLUMNS = ("period_start", "period_end", "phase", "is_complete", *KPI_COLUMNS)
+BASELINE_COLUMNS = ("window_start", "window_end", "periods", *KPI_COLUMNS)
+ROI_COLUMNS = (
+    "period_start",
+    "incremental_revenue",
+    "benefit_revenue",
+    "benefit_retention",
+    "benefit_cost_savings",
+    "benefit_total",
+    "cost_total",
+    "net_benefit",
+    "cumulative_benefit",
+    "cumulative_cost",
+    "roi",
+    "roi_pct",
+    "gross_return_ratio",
+    "roi_trailing_12m",
+    "npv_cumulative",
+    "payback_reached",
+)
+SUMMARY_COLUMNS = (
+    "as_of",
+    "go_live",
+    "periods_since_go_live",
+    "cumulative_benefit",
+    "cumulative_cost",
+    "roi",
+    "roi_pct",
+    "gross_return_ratio",
+    "payback_period_months",
+    "npv",
+)
+DEAL_COLUMNS = (
+    "deal_id",
+    "deal_name",
+    "account_id",
+    "owner_id",
+    "pipeline",
+    "stage",
+    "is_closed",
+    "is_won",
+    "is_deleted",
+    "amount",
+    "currency",
+    "amount_base",
+    "created_at",
+    "closed_at",
+    "updated_at",
+)
+
+
+# --------------------------------------------------------------------------
+# Value parsing: one strict parser per type, so "does it parse" has one answer.
+# --------------------------------------------------------------------------
+
+# ISO 8601 extended format: a date, optionally a time (T or space separator,
+# seconds and fraction optional) and an offset (Z, +HH, +HHMM, +HH:MM).
+_TIMESTAMP_RE = re.compile(
+    r"^(\d{4})-(\d{2})-(\d{2})"
+    r"(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:[.,](\d+))?)?"
+    r"([Zz]|[+-]\d{2}(?::?\d{2})?)?)?$"
+)
+# Plain decimals with an optional leading minus: no exponent, no '+', no
+# thousands separators, and so no NaN or inf either.
+_NUMBER_RE = re.compile(r"^-?(?:\d+(?:\.\d*)?|\.\d+)$")
+_BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def parse_timestamp(text: str) -> datetime:
+    """Parse an ISO 8601 timestamp into naive UTC.
+
+    Why naive UTC: every comparison in the KPI rules is on UTC instants, so
+    normalising once at parse time keeps the rest of the model offset-free. A
+    bare date is midnight UTC; a time without an offset is taken as UTC.
+    Raises ValueError when the text is not a valid timestamp.
+    """
+    match = _TIMESTAMP_RE.match(text)
+    if match is None:
+        raise ValueError(f"not an ISO 8601 timestamp: {text!r}")
+    year, month, day, hour, minute, second, fraction, offset = match.groups()
+    if hour is None:
+        return datetime(int(year), int(month), int(day))
+    micro = int((fraction or "0")[:6].ljust(6, "0"))
+    value = datetime(
+        int(year), int(month), int(day), int(hour), int(minute), int(second or 0), micro
+    )
+    if offset and offset.upper() != "Z":
+        sign = 1 if offset[0] == "+" else -1
+        digits = offset[1:].replace(":", "")
+        off_hours, off_minutes = int(digits[:2]), int(digits[2:4] or "0")
+        if off_hours > 23 or off_minutes > 59:
+            raise ValueError(f"bad UTC offset: {text!r}")
+        value -= sign * timedelta(hours=off_hours, minutes=off_minutes)
+    return value
+
+
+def parse_day(text: str) -> date:
+    """Parse a date column (posted_on, fx date); a full timestamp gives its UTC date.
+
+    Why: finance exports sometimes write posted_on as a timestamp; the team
+    decided to accept it and keep the UTC calendar day.
+    """
+    return parse_timestamp(text).date()
+
+
+def parse_number(text: str) -> float:
+    """Parse a plain decimal (optional leading '-'); raise ValueError otherwise."""
+    if _NUMBER_RE.match(text) is None:
+        raise ValueError(f"not a plain decimal: {text!r}")
+    return float(text)
+
+
+def parse_bool(text: str) -> bool:
+    """Parse true/false/1/0/yes/no, case-insensitively; raise ValueError otherwise."""
+    try:
+        return _BOOLEANS[text.lower()]
+    except KeyError:
+        raise ValueError(f"not a boolean: {text!r}") from None
+
+
+def _try(parser: Callable[[str], Any], text: str | None) -> Any:
+    """Parse text, returning None when it is empty or does not parse.
+
+    Why: deduplication looks at created_at/closed_at before validation, where an
+    unparseable value must not crash the model (the row is rejected later).
+    """
+    if text is None:
+        return None
+    try:
+        return parser(text)
+    except ValueError:
+        return None
+
+
+def _cell(raw: RawRow, name: str) -> str | None:
+    """The stripped text of a CSV cell; None when the column is absent or the cell empty.
+
+    Why: DESIGN treats an empty string as null; surrounding whitespace is never
+    meaningful in an export file.
+    """
+    value = raw.get(name)
+    if value is None:
+        return None
+    value = value.strip()
+    return value or None
+
+
+def _currency(raw: RawRow, name: str = "currency") -> str | None:
+    """A currency code, upper-cased so 'usd' and 'USD' find the same rate."""
+    value = _cell(raw, name)
+    return value.upper() if value is not None else None
+
+
+def _field(
+    raw: RawRow,
+    name: str,
+    parser: Callable[[str], Any],
+    reasons: list[str],
+    *,
+    required: bool = False,
+) -> Any:
+    """Parse one column, appending a rejection reason when it is missing or bad.
+
+    Why one helper: "a required field missing" and "any non-empty value that
+    does not parse" are the two generic row rules, shared by every table.
+    """
+    text = _cell(raw, name)
+    if text is None:
+        if required:
+            reasons.append(f"missing {name}")
+        return None
+    try:
+        return parser(text)
+    except ValueError:
+        reasons.append(f"unparseable {name}")
+        return None
+
+
+def _read_csv(path: Path, *, required: bool = False) -> list[RawRow]:
+    """Read a CSV file as text rows; an absent optional file is an empty stream.
+
+    Why text only: typing is the reference model's job, done by the parsers above.
+    """
+    if not path.exists():
+        if required:
+            raise FileNotFoundError(f"required export file is missing: {path}")
+        return []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        if reader.fieldnames is not None:
+            reader.fieldnames = [name.strip() for name in reader.fieldnames]
+        return [dict(row) for row in reader]
+
+
+# --------------------------------------------------------------------------
+# Dates and periods
+# --------------------------------------------------------------------------
+
+
+def add_months(day: date, months: int) -> date:
+    """Shift a date by whole calendar months, clamping the day to the month's end.
+
+    Why clamp: go_live 2025-03-31 minus one month must be a real date (02-28).
+    """
+    index = day.year * 12 + (day.month - 1) + months
+    year, month = divmod(index, 12)
+    month += 1
+    return date(year, month, min(day.day, calendar.monthrange(year, month)[1]))
+
+
+def period_floor(day: date, period: str) -> date:
+    """Start of the calendar month / calendar quarter / ISO week holding day."""
+    if period == "month":
+        return day.replace(day=1)
+    if period == "quarter":
+        return date(day.year, 3 * ((day.month - 1) // 3) + 1, 1)
+    if period == "week":
+        return day - timedelta(days=day.weekday())
+    raise ValueError(f"unknown period {period!r}")
+
+
+def period_next(start: date, period: str) -> date:
+    """Start of the period after the one starting at start (= its exclusive end)."""
+    if period == "month":
+        return add_months(start, 1)
+    if period == "quarter":
+        return add_months(start, 3)
+    if period == "week":
+        return start + timedelta(days=7)
+    raise ValueError(f"unknown period {period!r}")
+
+
+def months_per_period(period: str) -> float:
+    """DESIGN's months per period: 1, 3 or 12/52 (a week)."""
+    return {"month": 1.0, "quarter": 3.0, "week": 12 / 52}[period]
+
+
+def _midnight(day: date) -> datetime:
+    """Midnight UTC of a day, as a naive UTC timestamp for comparisons."""
+    return datetime(day.year, day.month, day.day)
+
+
+# --------------------------------------------------------------------------
+# Settings
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The subset of crm_roi.yaml that the KPI and ROI rules read."""
+
+    as_of: date
+    go_live: date
+    baseline_months: int
+    period: str
+    base_currency: str
+    gross_margin: float
+    attribution_share: float
+    risk_adjustment: float
+    discount_rate: float
+    arpa_monthly: float | None
+    accounts: dict[str, str]
+
+    @classmethod
+    def from_dict(cls, settings: dict[str, Any]) -> Settings:
+        """Build settings from the test's dict; as_of None means today (UTC) as in DESIGN."""
+        as_of = settings.get("as_of") or datetime.now(UTC).date()
+        period = settings.get("period", "month")
+        if period not in PERIODS:
+            raise ValueError(f"unknown period {period!r}")
+        arpa = settings.get("arpa_monthly")
+        return cls(
+            as_of=as_of,
+            go_live=settings["go_live"],
+            baseline_months=int(settings.get("baseline_months", 12)),
+            period=period,
+            base_currency=str(settings.get("base_currency", "USD")).upper(),
+            gross_margin=float(settings.get("gross_margin", 1.0)),
+            attribution_share=float(settings.get("attribution_share", 1.0)),
+            risk_adjustment=float(settings.get("risk_adjustment", 0.0)),
+            discount_rate=float(settings.get("discount_rate", 0.10)),
+            arpa_monthly=None if arpa is None else float(arpa),
+            # YAML may read unquoted account numbers as ints; exports hold text.
+            accounts={str(k).strip(): str(v) for k, v in (settings.get("accounts") or {}).items()},
+        )
+
+    @property
+    def cutoff(self) -> datetime:
+        """Midnight UTC after as_of: an event counts when its timestamp is before this."""
+        return _midnight(self.as_of + timedelta(days=1))
+
+    @property
+    def cutoff_day(self) -> date:
+        """as_of + 1 day, as a date: a period is complete when period_end <= this."""
+        return self.as_of + timedelta(days=1)
+
+    @property
+    def baseline_start(self) -> date:
+        """go_live minus baseline_months calendar months."""
+        return add_months(self.go_live, -self.baseline_months)
+
+
+# --------------------------------------------------------------------------
+# Staging: dedup, then validate the surviving row
+# --------------------------------------------------------------------------
+
+
+class _Rejections:
+    """Collects quarantine rows: (table, key, reason)."""
+
+    def __init__(self) -> None:
+        self.rows: list[Row] = []
+
+    def add(self, table: str, key: str | None, reasons: Iterable[str]) -> None:
+        self.rows.append({"table": table, "key": key, "reason": "; ".join(reasons)})
+
+
+class _KeyProblem(ValueError):
+    """Raised by a key function when a row has no usable key (rejected on its own)."""
+
+
+def _dedup(
+    table: str,
+    rows: list[RawRow],
+    key_of: Callable[[RawRow], Hashable],
+    display_key: Callable[[RawRow], str | None],
+    rejections: _Rejections,
+    version_of: Callable[[RawRow], datetime | None] | None = None,
+) -> list[RawRow]:
+    """Keep one row per key, before validation, as DESIGN orders it.
+
+    The row with the latest version timestamp (updated_at) wins; on a tie the
+    later row in the file wins; without version_of the last occurrence wins. A
+    null version sorts below every timestamp. Rows without a key, and rows
+    whose version text does not parse, cannot be placed and are rejected on
+    their own without taking part. Survivors keep file order.
+    """
+    best: dict[Hashable, tuple[tuple[bool, datetime, int], RawRow]] = {}
+    for index, raw in enumerate(rows):
+        try:
+            key = key_of(raw)
+        except _KeyProblem as problem:
+            rejections.add(table, display_key(raw), [str(problem)])
+            continue
+        version: datetime | None = None
+        if version_of is not None:
+            try:
+                version = version_of(raw)
+            except ValueError:
+                rejections.add(table, display_key(raw), ["unparseable updated_at"])
+                continue
+        rank = (version is not None, version or datetime.min, index)
+        if key not in best or rank > best[key][0]:
+            best[key] = (rank, raw)
+    return [raw for _, raw in sorted(best.values(), key=lambda item: item[0][2])]
+
+
+def _required_key(name: str) -> Callable[[RawRow], str]:
+    """Key function for a single text key column; empty means 'missing <name>'."""
+
+    def key_of(raw: RawRow) -> str:
+        value = _cell(raw, name)
+        if value is None:
+            raise _KeyProblem(f"missing {name}")
+        return value
+
+    return key_of
+
+
+def _updated_at_version(raw: RawRow) -> datetime | None:
+    """Version of a non-deal row: its updated_at when the table has one, else None."""
+    text = _cell(raw, "updated_at")
+    return None if text is None else parse_timestamp(text)
+
+
+def _deal_version(raw: RawRow) -> datetime | None:
+    """Version of a deal row for dedup.
+
+    updated_at when present (ValueError when it does not parse, so the row is
+    rejected alone); otherwise DESIGN's default, the later of created_at and
+    closed_at. closed_at is only read when is_closed is true (open deals may
+    carry an expected close date that means nothing), and values that do not
+    parse are skipped here because validation rejects them anyway.
+    """
+    text = _cell(raw, "updated_at")
+    if text is not None:
+        return parse_timestamp(text)
+    candidates = [_try(parse_timestamp, _cell(raw, "created_at"))]
+    if _try(parse_bool, _cell(raw, "is_closed")) is True:
+        candidates.append(_try(parse_timestamp, _cell(raw, "closed_at")))
+    present = [value for value in candidates if value is not None]
+    return max(present) if present else None
+
+
+@dataclass
+class _Rates:
+    """fx_rates as a lookup: the most recent rate on or before a day."""
+
+    base_currency: str
+    by_currency: dict[str, list[tuple[date, float]]] = field(default_factory=dict)
+
+    def add(self, currency: str, day: date, rate: float) -> None:
+        self.by_currency.setdefault(currency, []).append((day, rate))
+        self.by_currency[currency].sort()
+
+    def lookup(self, currency: str, day: date) -> float | None:
+        """Rate for currency on day; the base currency is always 1; None when none applies."""
+        if currency == self.base_currency:
+            return 1.0
+        rate = None
+        for rate_day, value in self.by_currency.get(currency, []):
+            if rate_day <= day:
+                rate = value
+        return rate
+
+
+def _stage_fx(rows: list[RawRow], base_currency: str, rejections: _Rejections) -> _Rates:
+    """Validate fx_rates (date, currency, rate_to_base > 0), deduplicated by (date, currency)."""
+
+    def key_of(raw: RawRow) -> tuple[date, str]:
+        day_text, currency = _cell(raw, "date"), _currency(raw)
+        if day_text is None:
+            raise _KeyProblem("missing date")
+        if currency is None:
+            raise _KeyProblem("missing currency")
+        try:
+            return parse_day(day_text), currency
+        except ValueError:
+            raise _KeyProblem("unparseable date") from None
+
+    def display(raw: RawRow) -> str:
+        return f"{_cell(raw, 'date') or ''}|{_currency(raw) or ''}"
+
+    rates = _Rates(base_currency)
+    version = _updated_at_version if rows and "updated_at" in rows[0] else None
+    for raw in _dedup("fx_rates", rows, key_of, display, rejections, version):
+        reasons: list[str] = []
+        rate = _field(raw, "rate_to_base", parse_number, reasons, required=True)
+        if rate is not None and not rate > 0:
+            reasons.append("rate_to_base not > 0")
+        if reasons:
+            rejections.add("fx_rates", display(raw), reasons)
+            continue
+        day, currency = key_of(raw)
+        rates.add(currency, day, rate)
+    return rates
+
+
+def _stage_deals(rows: list[RawRow], rates: _Rates, rejections: _Rejections) -> list[Row]:
+    """Deduplicate and validate deals into staging rows (DESIGN "Row rules")."""
+    survivors = _dedup(
+        "deals",
+        rows,
+        _required_key("deal_id"),
+        lambda r: _cell(r, "deal_id"),
+        rejections,
+        _deal_version,
+    )
+    staged: list[Row] = []
+    for raw in survivors:
+        reasons: list[str] = []
+        created = _field(raw, "created_at", parse_timestamp, reasons, required=True)
+        is_closed = _field(raw, "is_closed", parse_bool, reasons, required=True)
+        is_won = _field(raw, "is_won", parse_bool, reasons, required=True)
+        is_deleted = _field(raw, "is_deleted", parse_bool, reasons)
+        amount = _field(raw, "amount", parse_number, reasons)
+        updated = _field(raw, "updated_at", parse_timestamp, reasons)
+        currency = _currency(raw)
+
+        closed = None
+        if is_closed is True:
+            # closed_at is read only for closed deals.
+            if _cell(raw, "closed_at") is None:
+                reasons.append("is_closed without closed_at")
+            else:
+                closed = _field(raw, "closed_at", parse_timestamp, reasons)
+        if created is not None and closed is not None and closed.date() < created.date():
+            reasons.append("closed_at before created_at")
+        if is_won is True and is_closed is False:
+            reasons.append("is_won while not is_closed")
+
+        rate = None
+        if amount is not None:
+            if currency is None:
+                reasons.append("amount without currency")
+            else:
+                rate_at = closed if is_closed is True else created if is_closed is False else None
+                if rate_at is not None:
+                    rate = rates.lookup(currency, rate_at.date())
+                    if rate is None:
+                        reasons.append(f"no fx rate for {currency} on {rate_at.date()}")
+
+        if reasons:
+            rejections.add("deals", _cell(raw, "deal_id"), reasons)
+            continue
+        if updated is None:
+            updated = max(value for value in (created, closed) if value is not None)
+        staged.append(
+            {
+                "deal_id": _cell(raw, "deal_id"),
+                "deal_name": _cell(raw, "deal_name"),
+                "account_id": _cell(raw, "account_id"),
+                "owner_id": _cell(raw, "owner_id"),
+                "pipeline": _cell(raw, "pipeline"),
+                "stage": _cell(raw, "stage"),
+                "is_closed": is_closed,
+                "is_won": is_won,
+                "is_deleted": bool(is_deleted),
+                "amount": amount,
+                "currency": currency,
+                "amount_base": None if amount is None else amount * rate,
+                "created_at": created,
+                "closed_at": closed,
+                "updated_at": updated,
+            }
+        )
+    staged.sort(key=lambda row: row["deal_id"])
+    return staged
+
+
+def _stage_customers(rows: list[RawRow], rejections: _Rejections) -> list[Row]:
+    """Customers: customer_id and started_at required; churned_at not before started_at."""
+    version = _updated_at_version if rows and "updated_at" in rows[0] else None
+    survivors = _dedup(
+        "customers",
+        rows,
+        _required_key("customer_id"),
+        lambda r: _cell(r, "customer_id"),
+        rejections,
+        version,
+    )
+    staged: list[Row] = []
+    for raw in survivors:
+        reasons: list[str] = []
+        started = _field(raw, "started_at", parse_timestamp, reasons, required=True)
+        churned = _field(raw, "churned_at", parse_timestamp, reasons)
+        mrr = _field(raw, "mrr", parse_number, reasons)
+        if started is not None and churned is not None and churned < started:
+            reasons.append("churned_at before started_at")
+        if reasons:
+            rejections.add("customers", _cell(raw, "customer_id"), reasons)
+            continue
+        staged.append(
+            {
+                "customer_id": _cell(raw, "customer_id"),
+                "started_at": started,
+                "churned_at": churned,
+                "mrr": mrr,
+            }
+        )
+    return staged
+
+
+def _stage_finance(
+    rows: list[RawRow], rates: _Rates, accounts: dict[str, str], rejections: _Rejections
+) -> list[Row]:
+    """Finance GL lines: all five fields required, converted at the posted_on rate.
+
+    Lines on unmapped accounts still stage (they are valid rows) but get no
+    category, so they count nowhere.
+    """
+    version = _updated_at_version if rows and "updated_at" in rows[0] else None
+    survivors = _dedup(
+        "finance_gl",
+        rows,
+        _required_key("entry_id"),
+        lambda r: _cell(r, "entry_id"),
+        rejections,
+        version,
+    )
+    staged: list[Row] = []
+    for raw in survivors:
+        reasons: list[str] = []
+        posted_on = _field(raw, "posted_on", parse_day, reasons, required=True)
+        account = _field(raw, "account", str, reasons, required=True)
+        amount = _field(raw, "amount", parse_number, reasons, required=True)
+        currency = _currency(raw)
+        if currency is None:
+            reasons.append("missing currency")
+        rate = None
+        if currency is not None and posted_on is not None:
+            rate = rates.lookup(currency, posted_on)
+            if rate is None:
+                reasons.append(f"no fx rate for {currency} on {posted_on}")
+        if reasons:
+            rejections.add("finance_gl", _cell(raw, "entry_id"), reasons)
+            continue
+        staged.append(
+            {
+                "entry_id": _cell(raw, "entry_id"),
+                "posted_on": posted_on,
+                "account": account,
+                "amount": amount,
+                "currency": currency,
+                "amount_base": amount * rate,
+                "category": accounts.get(account),
+            }
+        )
+    return staged
+
+
+def _stage_csat(rows: list[RawRow], rejections: _Rejections) -> list[Row]:
+    """csat responses: response_id, responded_at and score required."""
+    version = _updated_at_version if rows and "updated_at" in rows[0] else None
+    survivors = _dedup(
+        "csat",
+        rows,
+        _required_key("response_id"),
+        lambda r: _cell(r, "response_id"),
+        rejections,
+        version,
+    )
+    staged: list[Row] = []
+    for raw in survivors:
+        reasons: list[str] = []
+        responded = _field(raw, "responded_at", parse_timestamp, reasons, required=True)
+        score = _field(raw, "score", parse_number, reasons, required=True)
+        if reasons:
+            rejections.add("csat", _cell(raw, "response_id"), reasons)
+            continue
+        staged.append(
+            {"response_id": _cell(raw, "response_id"), "responded_at": responded, "score": score}
+        )
+    return staged
+
+
+def _stage_usage(rows: list[RawRow], rejections: _Rejections) -> list[Row]:
+    """crm_usage rows: period_start, active_users, licensed_seats required; no key, no dedup."""
+    staged: list[Row] = []
+    for raw in rows:
+        reasons: list[str] = []
+        start = _field(raw, "period_start", parse_timestamp, reasons, required=True)
+        active = _field(raw, "active_users", parse_number, reasons, required=True)
+        seats = _field(raw, "licensed_seats", parse_number, reasons, required=True)
+        if reasons:
+            rejections.add("crm_usage", _cell(raw, "period_start"), reasons)
+            continue
+        staged.append({"period_start": start, "active_users": active, "licensed_seats": seats})
+    return staged
+
+
+# --------------------------------------------------------------------------
+# Events as of as_of: what the KPI rules count
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Deal:
+    created: datetime | None  # None when created at or after the cut-off
+    closed: datetime | None  # None while open as of as_of
+    won: bool
+    amount_base: float | None
+    cycle_days: int | None
+
+
+@dataclass(frozen=True)
+class _Customer:
+    started: datetime
+    churned: datetime | None  # None when not churned as of as_of
+
+
+@dataclass
+class _Facts:
+    """Staged rows reduced to the events that count as of as_of.
+
+    Why a separate step: the cut-off and the "deleted counts nowhere" rule then
+    live in one place, and every KPI below only asks "is this event in P".
+    """
+
+    deals: list[_Deal]
+    customers: list[_Customer]
+    finance: list[tuple[date, str, float]]  # (posted_on, category, amount_base)
+    csat: list[tuple[datetime, float]]
+    usage: list[tuple[datetime, float, float]]
+
+    @classmethod
+    def build(
+        cls,
+        cfg: Settings,
+        deals: list[Row],
+        customers: list[Row],
+        finance: list[Row],
+        csat: list[Row],
+        usage: list[Row],
+    ) -> _Facts:
+        cutoff = cfg.cutoff
+
+        def counted(ts: datetime | None) -> datetime | None:
+            return ts if ts is not None and ts < cutoff else None
+
+        fact_deals = []
+        for deal in deals:
+            if deal["is_deleted"]:
+                continue
+            created = counted(deal["created_at"])
+            closed = counted(deal["closed_at"]) if deal["is_closed"] else None
+            if created is None and closed is None:
+                continue
+            cycle = None
+            if closed is not None:
+                cycle = (deal["closed_at"].date() - deal["created_at"].date()).days
+            fact_deals.append(
+                _Deal(created, closed, bool(deal["is_won"]), deal["amount_base"], cycle)
+            )
+        return cls(
+            deals=fact_deals,
+            customers=[
+                _Customer(c["started_at"], counted(c["churned_at"]))
+                for c in customers
+                if c["started_at"] < cutoff
+            ],
+            finance=[
+                (f["posted_on"], f["category"], f["amount_base"])
+                for f in finance
+                if f["category"] is not None and f["posted_on"] < cfg.cutoff_day
+            ],
+            csat=[(c["responded_at"], c["score"]) for c in csat if c["responded_at"] < cutoff],
+            usage=[
+                (u["period_start"], u["active_users"], u["licensed_seats"])
+                for u in usage
+                if u["period_start"] < cutoff
+            ],
+        )
+
+
+@dataclass
+class _Window:
+    """Raw KPI ingredients of one window [start, end): counts, sums and samples.
+
+    Why keep ingredients rather than ratios: the baseline pools them over several
+    periods (sum of won / sum of closed), which ratios cannot give back.
+    """
+
+    deals_created: int
+    deals_won: int
+    deals_lost: int
+    won_with_amount: int
+    revenue_won: float
+    cycles: list[int]
+    active_start: int
+    new: int
+    churned: int
+    sales_marketing_spend: float
+    operating_cost: float
+    crm_cost: float
+    csat_scores: list[float]
+    usage_rows: int
+    active_users: float
+    licensed_seats: float
+
+
+def _window(facts: _Facts, start: date, end: date) -> _Window:
+    """Count the events of [start, end) (UTC), exactly as DESIGN's KPI definitions."""
+    lo, hi = _midnight(start), _midnight(end)
+
+    def inside(ts: datetime | None) -> bool:
+        return ts is not None and lo <= ts < hi
+
+    closed = [d for d in facts.deals if inside(d.closed)]
+    won = [d for d in closed if d.won]
+    active = [
+        c for c in facts.customers if c.started < lo and (c.churned is None or c.churned >= lo)
+    ]
+    lines = [(cat, amt) for day, cat, amt in facts.finance if start <= day < end]
+    usage = [(a, s) for ts, a, s in facts.usage if inside(ts)]
+    return _Window(
+        deals_created=sum(1 for d in facts.deals if inside(d.created)),
+        deals_won=len(won),
+        deals_lost=len(closed) - len(won),
+        won_with_amount=sum(1 for d in won if d.amount_base is not None),
+        revenue_won=math.fsum(d.amount_base for d in won if d.amount_base is not None),
+        cycles=[d.cycle_days for d in won if d.cycle_days is not None],
+        active_start=len(active),
+        new=sum(1 for c in facts.customers if inside(c.started)),
+        churned=sum(1 for c in active if inside(c.churned)),
+        sales_marketing_spend=math.fsum(a for cat, a in lines if cat == "sales_marketing"),
+        operating_cost=math.fsum(a for cat, a in lines if cat == "operating_cost"),
+        crm_cost=math.fsum(a for cat, a in lines if cat.startswith(CRM_COST_PREFIX)),
+        csat_scores=[score for ts, score in facts.csat if inside(ts)],
+        usage_rows=len(usage),
+        active_users=math.fsum(a for a, _ in usage),
+        licensed_seats=math.fsum(s for _, s in usage),
+    )
+
+
+def _ratio(numerator: float, denominator: float) -> float | None:
+    """numerator / denominator, null when the denominator is 0 (DESIGN's null rule)."""
+    return None if denominator == 0 else numerator / denominator
+
+
+def _rates_and_samples(
+    won: int,
+    lost: int,
+    revenue: float,
+    with_amount: int,
+    cycles: list[int],
+    active_start: float,
+    churned: float,
+    spend: float,
+    new: float,
+    scores: list[float],
+    usage_rows: int,
+    active_users: float,
+    seats: float,
+) -> Row:
+    """The ratio KPIs, shared by a single period and by the pooled baseline."""
+    churn_rate = _ratio(churned, active_start)
+    return {
+        "win_rate": _ratio(won, won + lost),
+        "avg_deal_size": _ratio(revenue, with_amount),
+        "sales_cycle_days_median": float(statistics.median(cycles)) if cycles else None,
+        "sales_cycle_days_mean": float(statistics.fmean(cycles)) if cycles else None,
+        "churn_rate": churn_rate,
+        "retention_rate": None if churn_rate is None else 1 - churn_rate,
+        "cac": _ratio(spend, new),
+        "csat_avg": statistics.fmean(scores) if scores else None,
+        # No usage rows -> null; rows whose seats sum to 0 -> null as well (0/0).
+        "adoption_rate": _ratio(active_users, seats) if usage_rows else None,
+    }
+
+
+def _period_kpis(w: _Window) -> Row:
+    """One kpi.periodic row's KPI columns from a window's ingredients."""
+    row: Row = {
+        "deals_created": w.deals_created,
+        "deals_won": w.deals_won,
+        "deals_lost": w.deals_lost,
+        "revenue_won": w.revenue_won,
+        "customers_active_start": w.active_start,
+        "customers_new": w.new,
+        "customers_churned": w.churned,
+        "sales_marketing_spend": w.sales_marketing_spend,
+        "operating_cost": w.operating_cost,
+        "crm_cost": w.crm_cost,
+    }
+    row.update(
+        _rates_and_samples(
+            w.deals_won,
+            w.deals_lost,
+            w.revenue_won,
+            w.won_with_amount,
+            w.cycles,
+            w.active_start,
+            w.churned,
+            w.sales_marketing_spend,
+            w.new,
+            w.csat_scores,
+            w.usage_rows,
+            w.active_users,
+            w.licensed_seats,
+        )
+    )
+    return {name: row[name] for name in KPI_COLUMNS}
+
+
+# --------------------------------------------------------------------------
+# KPI tables
+# --------------------------------------------------------------------------
+
+
+def _periods(first_day: date, last_day: date, period: str) -> list[tuple[date, date]]:
+    """Every calendar period from the one holding first_day to the one holding last_day."""
+    out = []
+    start = period_floor(first_day, period)
+    while start <= last_day:
+        end = period_next(start, period)
+        out.append((start, end))
+        start = end
+    return out
+
+
+def _kpi_periodic(facts: _Facts, cfg: Settings) -> list[tuple[Row, _Window]]:
+    """kpi.periodic rows (with their ingredients), baseline start through as_of's period."""
+    rows = []
+    for start, end in _periods(cfg.baseline_start, cfg.as_of, cfg.period):
+        window = _window(facts, start, end)
+        row: Row = {
+            "period_start": start,
+            "period_end": end,
+            "phase": "post_go_live" if start >= cfg.go_live else "baseline",
+            "is_complete": end <= cfg.cutoff_day,
+        }
+        row.update(_period_kpis(window))
+        rows.append((row, window))
+    return rows
+
+
+def _kpi_baseline(periodic: list[tuple[Row, _Window]], cfg: Settings) -> Row:
+    """kpi.baseline: flows averaged per period, rates pooled, over whole baseline periods."""
+    inside = [
+        (row, w)
+        for row, w in periodic
+        if row["period_start"] >= cfg.baseline_start and row["period_end"] <= cfg.go_live
+    ]
+    windows = [w for _, w in inside]
+    n = len(windows)
+
+    def mean(values: Iterable[float]) -> float | None:
+        return math.fsum(values) / n if n else None
+
+    won = sum(w.deals_won for w in windows)
+    revenue = math.fsum(w.revenue_won for w in windows)
+    active = sum(w.active_start for w in windows)
+    churned = sum(w.churned for w in windows)
+    spend = math.fsum(w.sales_marketing_spend for w in windows)
+    new = sum(w.new for w in windows)
+    row: Row = {
+        "window_start": inside[0][0]["period_start"] if inside else None,
+        "window_end": inside[-1][0]["period_end"] if inside else None,
+        "periods": n,
+        "deals_created": mean(w.deals_created for w in windows),
+        "deals_won": mean(w.deals_won for w in windows),
+        "deals_lost": mean(w.deals_lost for w in windows),
+        "revenue_won": mean(w.revenue_won for w in windows),
+        "customers_active_start": mean(w.active_start for w in windows),
+        "customers_new": mean(w.new for w in windows),
+        "customers_churned": mean(w.churned for w in windows),
+        "sales_marketing_spend": mean(w.sales_marketing_spend for w in windows),
+        "operating_cost": mean(w.operating_cost for w in windows),
+        "crm_cost": mean(w.crm_cost for w in windows),
+    }
+    row.update(
+        _rates_and_samples(
+            won,
+            sum(w.deals_lost for w in windows),
+            revenue,
+            sum(w.won_with_amount for w in windows),
+            [c for w in windows for c in w.cycles],
+            active,
+            churned,
+            spend,
+            new,
+            [s for w in windows for s in w.csat_scores],
+            sum(w.usage_rows for w in windows),
+            math.fsum(w.active_users for w in windows),
+            math.fsum(w.licensed_seats for w in windows),
+        )
+    )
+    return {name: row[name] for name in BASELINE_COLUMNS}
+
+
+# --------------------------------------------------------------------------
+# ROI tables
+# --------------------------------------------------------------------------
+
+
+def _roi_rolling(facts: _Facts, baseline: Row, cfg: Settings) -> list[Row]:
+    """roi.rolling: complete periods from the earlier of go-live and the first CRM cost."""
+    crm_days = [day for day, cat, _ in facts.finance if cat.startswith(CRM_COST_PREFIX)]
+    anchor = min([cfg.go_live, *crm_days])
+    mpp = months_per_period(cfg.period)
+    share = cfg.gross_margin * cfg.attribution_share
+    base_revenue = baseline["revenue_won"]
+    base_operating = baseline["operating_cost"]
+    base_churn = baseline["churn_rate"]
+
+    rows: list[Row] = []
+    customers_saved = 0.0
+    start = period_floor(anchor, cfg.period)
+    while (end := period_next(start, cfg.period)) <= cfg.cutoff_day:
+        w = _window(facts, start, end)
+        if start < cfg.go_live:
+            incremental: float | None = 0.0
+            b_revenue = b_retention = b_savings = 0.0
+        else:
+            # A missing baseline (no whole baseline period) gives no measurable
+            # benefit: incremental revenue is unknown and the benefit terms are 0.
+            incremental = None if base_revenue is None else w.revenue_won - base_revenue
+            b_revenue = 0.0 if incremental is None else incremental * share
+            churn = _ratio(w.churned, w.active_start)
+            if base_churn is not None and churn is not None:
+                customers_saved += (base_churn - churn) * w.active_start
+            b_retention = (
+                0.0
+                if cfg.arpa_monthly is None
+                else customers_saved * cfg.arpa_monthly * mpp * share
+            )
+            b_savings = (
+                0.0
+                if base_operating is None
+                else (base_operating - w.operating_cost) * cfg.attribution_share
+            )
+        total = (b_revenue + b_retention + b_savings) * (1 - cfg.risk_adjustment)
+        rows.append(
+            {
+                "period_start": start,
+                "incremental_revenue": incremental,
+                "benefit_revenue": b_revenue,
+                "benefit_retention": b_retention,
+                "benefit_cost_savings": b_savings,
+                "benefit_total": total,
+                "cost_total": w.crm_cost,
+                "net_benefit": total - w.crm_cost,
+            }
+        )
+        start = end
+
+    for k, row in enumerate(rows):
+        upto = rows[: k + 1]
+        benefit = math.fsum(r["benefit_total"] for r in upto)
+        cost = math.fsum(r["cost_total"] for r in upto)
+        roi = _ratio(benefit - cost, cost)
+        trailing_from = add_months(row["period_start"], -12)
+        trailing = [r for r in upto if r["period_start"] > trailing_from]
+        t_benefit = math.fsum(r["benefit_total"] for r in trailing)
+        t_cost = math.fsum(r["cost_total"] for r in trailing)
+        row.update(
+            {
+                "cumulative_benefit": benefit,
+                "cumulative_cost": cost,
+                "roi": roi,
+                "roi_pct": None if roi is None else 100 * roi,
+                "gross_return_ratio": _ratio(benefit, cost),
+                "roi_trailing_12m": _ratio(t_benefit - t_cost, t_cost),
+                "npv_cumulative": math.fsum(
+                    r["net_benefit"] / (1 + cfg.discount_rate) ** (j * mpp / 12)
+                    for j, r in enumerate(upto)
+                ),
+                "payback_reached": benefit >= cost,
+            }
+        )
+    return [{name: row[name] for name in ROI_COLUMNS} for row in rows]
+
+
+def _roi_summary(periodic: list[Row], rolling: list[Row], cfg: Settings) -> Row:
+    """roi.summary: the last roi.rolling row's totals plus payback and period count."""
+    last = rolling[-1] if rolling else {}
+    post = [r for r in rolling if r["period_start"] >= cfg.go_live]
+    payback = next(
+        (i * months_per_period(cfg.period) for i, r in enumerate(post, 1) if r["payback_reached"]),
+        None,
+    )
+    return {
+        "as_of": cfg.as_of,
+        "go_live": cfg.go_live,
+        "periods_since_go_live": sum(
+            1 for r in periodic if r["is_complete"] and r["period_start"] >= cfg.go_live
+        ),
+        "cumulative_benefit": last.get("cumulative_benefit"),
+        "cumulative_cost": last.get("cumulative_cost"),
+        "roi": last.get("roi"),
+        "roi_pct": last.get("roi_pct"),
+        "gross_return_ratio": last.get("gross_return_ratio"),
+        "payback_period_months": payback,
+        "npv": last.get("npv_cumulative"),
+    }
+
+
+# --------------------------------------------------------------------------
+# Entry point
+# --------------------------------------------------------------------------
+
+
+def compute(folder: Path, finance_file: Path, settings: dict[str, Any]) -> dict[str, list[Row]]:
+    """Compute staging deals, rejections, KPI and ROI tables from canonical files.
+
+    folder holds deals.csv (required) and optionally customers.csv, fx_rates.csv,
+    csat.csv and crm_usage.csv (deal_stage_history.csv feeds no KPI and is not
+    read); finance_file is the finance GL export. settings uses crm_roi.yaml's
+    keys (as_of and go_live as dates; accounts maps account -> category).
+    """
+    folder, finance_file = Path(folder), Path(finance_file)
+    cfg = Settings.from_dict(settings)
+    rejections = _Rejections()
+
+    rates = _stage_fx(_read_csv(folder / "fx_rates.csv"), cfg.base_currency, rejections)
+    deals = _stage_deals(_read_csv(folder / "deals.csv", required=True), rates, rejections)
+    customers = _stage_customers(_read_csv(folder / "customers.csv"), rejections)
+    finance = _stage_finance(
+        _read_csv(finance_file, required=True), rates, cfg.accounts, rejections
+    )
+    csat = _stage_csat(_read_csv(folder / "csat.csv"), rejections)
+    usage = _stage_usage(_read_csv(folder / "crm_usage.csv"), rejections)
+
+    facts = _Facts.build(cfg, deals, customers, finance, csat, usage)
+    periodic = _kpi_periodic(facts, cfg)
+    baseline = _kpi_baseline(periodic, cfg)
+    periodic_rows = [row for row, _ in periodic]
+    rolling = _roi_rolling(facts, baseline, cfg)
+    summary = _roi_summary(periodic_rows, rolling, cfg)
+    return {
+        "staging_deals": [{name: d[name] for name in DEAL_COLUMNS} for d in deals],
+        "rejected": rejections.rows,
+        "kpi_periodic": [{name: r[name] for name in PERIODIC_COLUMNS} for r in periodic_rows],
+        "kpi_baseline": [baseline],
+        "roi_rolling": rolling,
+        "roi_summary": [{name: summary[name] for name in SUMMARY_COLUMNS}],
+    }
