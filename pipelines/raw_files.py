@@ -134,3 +134,10 @@ def load_stream(
             result.files_loaded.append(path.name)
             result.rows_loaded += rows
     return result
+
+
+def required_streams_present(settings: Settings) -> None:
+    """Deals must come from some source; finance is required by the config model itself."""
+    if not stream_inputs(settings, "deals"):
+        folders = ", ".join(str(s.path) for s in settings.sources)
+        raise ExportFileError(f"no source provides deals: no deals*.csv (or mapped file) in {folders}")

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import duckdb
-from tenacity import retry, retry_if_exception, stop_after_delay, wait_exponential_jitter
+from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from connectors.files.profiles import CANONICAL_COLUMNS
 from pipelines.config import Settings
@@ -36,7 +36,7 @@ def _is_lock_conflict(exc: BaseException) -> bool:
 @retry(
     retry=retry_if_exception(_is_lock_conflict),
     stop=stop_after_delay(LOCK_WAIT_SECONDS),
-    wait=wait_exponential_jitter(initial=0.2, max=5),
+    wait=wait_random_exponential(multiplier=0.2, max=5),
     reraise=True,
 )
 def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:

@@ -1,0 +1,1 @@
+"""Dagster assets by layer: raw -> staging -> kpi -> roi, each a DuckDB schema."""

@@ -1,0 +1,59 @@
+"""Raw layer: each stream's export files landed as text, once per file."""
+
+import time
+
+import dagster as dg
+
+from pipelines.raw_files import LoadResult, load_stream, required_streams_present, stream_inputs
+from pipelines.resources import CrmRoi
+from pipelines.warehouse import RAW_STREAMS, table_count
+
+POOL = "duckdb"
+
+
+class RawLoadConfig(dg.Config):
+    full_reload: bool = False
+    """Drop what was loaded from the files and load every file again (after an export was corrected)."""
+
+
+def _raw_asset(stream: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        key=["raw", stream],
+        group_name="raw",
+        kinds={"duckdb", "csv"},
+        pool=POOL,
+        description=(
+            f"`raw.{stream}`: the {stream} export files of every source, as landed "
+            "(text columns, canonical names, with _source, _file, _row_number, _batch_id). "
+            "Each file is loaded once, tracked by name and content hash in raw.loaded_files."
+        ),
+    )
+    def raw_stream(context: dg.AssetExecutionContext, config: RawLoadConfig, crm_roi: CrmRoi) -> dg.MaterializeResult:
+        started = time.monotonic()
+        with crm_roi.warehouse() as (settings, con):
+            required_streams_present(settings)
+            total = LoadResult()
+            for spec in stream_inputs(settings, stream):
+                result = load_stream(con, spec, full_reload=config.full_reload)
+                context.log.info(
+                    f"{spec.source}/{stream}: loaded {len(result.files_loaded)} file(s), "
+                    f"{result.rows_loaded} rows; skipped {len(result.files_skipped)} already loaded"
+                )
+                total.files_loaded += result.files_loaded
+                total.files_skipped += result.files_skipped
+                total.rows_loaded += result.rows_loaded
+            rows = table_count(con, f"raw.{stream}")
+        return dg.MaterializeResult(
+            metadata={
+                "dagster/row_count": rows,
+                "rows_loaded": total.rows_loaded,
+                "files_loaded": dg.MetadataValue.json(total.files_loaded),
+                "files_skipped": len(total.files_skipped),
+                "duration_s": round(time.monotonic() - started, 3),
+            }
+        )
+
+    return raw_stream
+
+
+raw_assets = [_raw_asset(stream) for stream in RAW_STREAMS]

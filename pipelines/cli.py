@@ -1,0 +1,171 @@
+"""`crm-roi`: run the nightly job, the demo, or query the tables, from a shell.
+
+A user mistake (a bad config key, a missing column, bad SQL) prints one line and
+exits non-zero; tracebacks are for bugs.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+import dagster as dg
+import duckdb
+from tabulate import tabulate
+
+from connectors.files.reader import ExportFileError
+from pipelines.config import ConfigError, Settings, load_settings
+from pipelines.raw_files import required_streams_present
+
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "data" / "sample" / "crm_roi.yaml"
+
+
+class RunFailed(click.ClickException):
+    """The nightly job failed; the message is the failing step's own error."""
+
+
+def _instance() -> dg.DagsterInstance:
+    """The DAGSTER_HOME instance when there is one (runs then show in the UI), else a throwaway one."""
+    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+
+
+def _first_failure(result: dg.ExecuteInProcessResult) -> str:
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE" and event.step_failure_data:
+            error = event.step_failure_data.error
+            while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+                error = error.cause
+            return f"{event.step_key}: {error.message.strip().splitlines()[-1]}"
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_CHECK_EVALUATION":
+            evaluation = event.event_specific_data.evaluation
+            if not evaluation.passed:
+                return f"check {evaluation.check_name} failed on {evaluation.asset_key.to_user_string()}"
+    return "the run failed (see the Dagster logs)"
+
+
+def run_nightly(config_file: Path | str | None, full_reload: bool = False) -> Settings:
+    """Validate the config, then materialise the nightly job in this process."""
+    from pipelines.definitions import build_defs
+
+    settings = load_settings(config_file)
+    required_streams_present(settings)
+    job = build_defs(str(config_file) if config_file else None).resolve_job_def("nightly")
+    run_config = {
+        "loggers": {"console": {"config": {"log_level": "WARNING"}}},
+        "ops": {
+            f"raw__{stream}": {"config": {"full_reload": full_reload}}
+            for stream in ("deals", "deal_stage_history", "customers", "finance_gl",
+                           "fx_rates", "csat", "crm_usage")
+        }
+    }
+    with _instance() as instance:
+        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
+    if not result.success:
+        raise RunFailed(_first_failure(result))
+    return settings
+
+
+def summary_lines(settings: Settings) -> list[str]:
+    """The short run summary: what was loaded and rejected, and the ROI headline."""
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        periods, complete = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE is_complete) FROM kpi.periodic"
+        ).fetchone()
+        loaded = con.execute("SELECT count(*) FROM staging.deals").fetchone()[0]
+        rejected = con.execute(
+            "SELECT table_name, count(*) FROM quarantine.rejected_rows GROUP BY ALL ORDER BY 1"
+        ).fetchall()
+        roi = con.execute(
+            "SELECT cumulative_benefit, cumulative_cost, roi, roi_pct, payback_period_months, npv "
+            "FROM roi.summary"
+        ).fetchone()
+    benefit, cost, roi_x, roi_pct, payback, npv = roi
+
+    def money(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:,.0f} {settings.base_currency}"
+
+    quarantined = ", ".join(f"{t} {n}" for t, n in rejected) or "none"
+    return [
+        f"periods          {periods} {settings.period}s ({complete} complete), as of {settings.effective_as_of}",
+        f"deals loaded     {loaded:,}; quarantined rows: {quarantined}",
+        f"benefit / cost   {money(benefit)} / {money(cost)}",
+        "ROI              " + ("n/a (no CRM cost yet)" if roi_x is None else f"{roi_x:.2f}x ({roi_pct:.1f} %)"),
+        "payback          " + ("not reached" if payback is None else f"{payback:g} months after go-live"),
+        f"NPV              {money(npv)}",
+        f"tables           {settings.duckdb_path} (schemas kpi, roi, staging, quarantine)",
+    ]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """crm-roi: what is your CRM worth? Builds baseline, periodic KPI and rolling ROI tables in DuckDB."""
+
+
+@cli.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Config file (default: $CRM_ROI_CONFIG, else ./crm_roi.yaml).")
+@click.option("--full-reload", is_flag=True,
+              help="Reload every export file from scratch (after a file was corrected in place).")
+def run(config_file: str | None, full_reload: bool) -> None:
+    """Run the nightly job now: load new exports, rebuild staging, KPI and ROI tables."""
+    settings = run_nightly(config_file, full_reload)
+    click.echo("\n".join(summary_lines(settings)))
+
+
+@cli.command()
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), default="crm_roi_demo.duckdb",
+              show_default=True, help="DuckDB file to build.")
+def demo(db_path: str) -> None:
+    """Run the nightly job on the bundled demo exports (no servers, no credentials)."""
+    os.environ["CRM_ROI_DUCKDB"] = str(Path(db_path).resolve())
+    settings = run_nightly(DEMO_CONFIG)
+    click.echo("\n".join(summary_lines(settings)))
+    click.echo(f'\nTry: crm-roi query --db {db_path} "SELECT * FROM roi.rolling"')
+
+
+@cli.command()
+@click.argument("sql")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Config file naming the DuckDB file (default: $CRM_ROI_CONFIG, else ./crm_roi.yaml).")
+@click.option("--db", "db_path", type=click.Path(dir_okay=False), help="DuckDB file to query directly.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv"]), default="table", show_default=True)
+def query(sql: str, config_file: str | None, db_path: str | None, fmt: str) -> None:
+    """Run one read-only SQL query against the tables and print the result.
+
+    Example: crm-roi query "SELECT period_start, roi_pct FROM roi.rolling"
+    """
+    path = Path(db_path) if db_path else load_settings(config_file).duckdb_path
+    if not path.is_file():
+        raise click.ClickException(f"no DuckDB file at {path}: run `crm-roi run` (or `demo`) first")
+    with duckdb.connect(str(path), read_only=True) as con:
+        cursor = con.execute(sql)
+        columns = [d[0] for d in cursor.description or []]
+        rows = cursor.fetchall()
+    if fmt == "csv":
+        import csv
+
+        writer = csv.writer(sys.stdout)
+        writer.writerow(columns)
+        writer.writerows(rows)
+    else:
+        click.echo(tabulate(rows, headers=columns, tablefmt="simple", floatfmt=",.4f"))
+
+
+def main() -> None:
+    """Console entry point: user errors become one line on stderr and exit status 1."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.ClickException as exc:
+        click.echo(f"error: {exc.format_message()}", err=True)
+        sys.exit(exc.exit_code)
+    except (ConfigError, ExportFileError) as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except duckdb.Error as exc:
+        click.echo(f"error: {str(exc).splitlines()[0]}", err=True)
+        sys.exit(1)

@@ -1,0 +1,49 @@
+"""The Dagster code location: assets by layer, the nightly job and its schedule.
+
+`dagster dev`, `dg dev`, `dagster job execute` and `dg launch` all load `defs`.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pipelines.assets.marts import mart_assets
+from pipelines.assets.raw import raw_assets
+from pipelines.assets.staging import staging_assets
+from pipelines.config import ConfigError, config_path, load_settings
+from pipelines.resources import CrmRoi
+
+DEFAULT_CRON = "0 2 * * *"
+
+
+def _cron(config_file: str) -> str:
+    """The schedule's cron from the config; a broken config fails the run, not the code location."""
+    try:
+        return load_settings(config_file).schedule_cron
+    except ConfigError:
+        return DEFAULT_CRON
+
+
+def build_defs(config_file: str | None = None) -> dg.Definitions:
+    """Definitions bound to one config file (the CLI's --config, else CRM_ROI_CONFIG or ./crm_roi.yaml)."""
+    config_file = str(config_path(config_file))
+    nightly = dg.define_asset_job(
+        "nightly",
+        selection=dg.AssetSelection.all(),
+        description="Load new export files, rebuild staging, KPI and ROI tables.",
+    )
+    schedule = dg.ScheduleDefinition(
+        name="nightly_schedule",
+        job=nightly,
+        cron_schedule=_cron(config_file),
+        execution_timezone="UTC",
+    )
+    return dg.Definitions(
+        assets=[*raw_assets, *staging_assets, *mart_assets],
+        jobs=[nightly],
+        schedules=[schedule],
+        resources={"crm_roi": CrmRoi(config_file=config_file)},
+    )
+
+
+defs = build_defs()

@@ -1,0 +1,118 @@
+"""Shared fixtures: small export folders written by the tests, and the pipeline run on them.
+
+`build_project` runs the same Python and SQL the Dagster assets run (load raw,
+build staging with quarantine, build the marts), without Dagster, so a rule's
+test is fast and its hand-worked numbers are the only thing it asserts.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+from pipelines.config import Settings, load_settings
+from pipelines.raw_files import load_stream, stream_inputs
+from pipelines.transform import MART_TABLES, STAGING_TABLES, build_mart, build_staging
+from pipelines.warehouse import RAW_STREAMS, connect
+
+DEAL_COLUMNS = [
+    "deal_id", "deal_name", "account_id", "owner_id", "pipeline", "stage", "is_closed",
+    "is_won", "amount", "currency", "created_at", "closed_at", "updated_at",
+]
+GL_COLUMNS = ["entry_id", "posted_on", "account", "description", "vendor", "amount", "currency"]
+ACCOUNTS = {
+    "6100": "crm_software", "6110": "crm_implementation", "6120": "crm_training",
+    "6130": "crm_support", "6140": "crm_hardware", "6200": "sales_marketing",
+    "6300": "operating_cost",
+}
+
+
+def write_csv(path: Path, columns: list[str], rows: list[dict | list]) -> Path:
+    """Write rows (dicts keyed by column, or lists in column order) as a CSV file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(columns)
+        for row in rows:
+            writer.writerow([row.get(c, "") for c in columns] if isinstance(row, dict) else row)
+    return path
+
+
+def deal(deal_id: str, created: str, closed: str = "", won: bool | None = None,
+         amount: str = "1000", currency: str = "USD", **extra: str) -> dict:
+    """A canonical deal row: open when `won` is None, else closed won or lost at `closed`."""
+    is_closed = won is not None
+    return {
+        "deal_id": deal_id, "deal_name": f"Deal {deal_id}", "account_id": "A1", "owner_id": "U1",
+        "pipeline": "default",
+        "stage": "open" if not is_closed else ("closedwon" if won else "closedlost"),
+        "is_closed": str(is_closed).lower(), "is_won": str(bool(won)).lower(),
+        "amount": amount, "currency": currency, "created_at": created, "closed_at": closed,
+        "updated_at": "", **extra,
+    }
+
+
+def gl(entry_id: str, posted_on: str, account: str, amount: str, currency: str = "USD") -> dict:
+    return {"entry_id": entry_id, "posted_on": posted_on, "account": account,
+            "description": "", "vendor": "", "amount": amount, "currency": currency}
+
+
+@pytest.fixture
+def project(tmp_path: Path):
+    """A factory: write exports and a config into tmp_path, run the models, return a connection."""
+    opened: list[duckdb.DuckDBPyConnection] = []
+
+    def build(
+        deals: list[dict] | None = None,
+        finance: list[dict] | None = None,
+        files: dict[str, tuple[list[str], list[dict]]] | None = None,
+        **settings: object,
+    ) -> duckdb.DuckDBPyConnection:
+        folder = tmp_path / "exports"
+        write_csv(folder / "deals.csv", DEAL_COLUMNS + ["is_deleted"], deals or [])
+        for name, (columns, rows) in (files or {}).items():
+            write_csv(folder / f"{name}.csv", columns, rows)
+        write_csv(tmp_path / "finance_gl.csv", GL_COLUMNS, finance or [])
+        config = {
+            "as_of": "2025-03-31", "go_live": "2025-01-01", "baseline_months": 12,
+            "sources": [{"kind": "files", "path": "exports", "profile": "canonical"}],
+            "finance": {"path": "finance_gl.csv", "accounts": ACCOUNTS},
+            **settings,
+        }
+        (tmp_path / "crm_roi.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        con = run_pipeline(load_settings(tmp_path / "crm_roi.yaml"))
+        opened.append(con)
+        return con
+
+    yield build
+    for con in opened:
+        con.close()
+
+
+def run_pipeline(settings: Settings) -> duckdb.DuckDBPyConnection:
+    """Load, stage and build every table; return an open connection on the result."""
+    with connect(settings.duckdb_path, settings) as con:
+        for stream in RAW_STREAMS:
+            for spec in stream_inputs(settings, stream):
+                load_stream(con, spec)
+        for table in STAGING_TABLES:
+            build_staging(con, table)
+        for table in MART_TABLES:
+            build_mart(con, table)
+    return duckdb.connect(str(settings.duckdb_path), read_only=True)
+
+
+def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:
+    cursor = con.execute(sql, params or [])
+    names = [d[0] for d in cursor.description]
+    return [dict(zip(names, r, strict=True)) for r in cursor.fetchall()]
+
+
+@pytest.fixture
+def repo_root() -> Iterator[Path]:
+    yield Path(__file__).resolve().parent.parent
