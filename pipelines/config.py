@@ -11,6 +11,7 @@ import datetime as dt
 import os
 from pathlib import Path
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -86,6 +87,15 @@ class FilesSource(_Strict):
         if unknown:
             raise ValueError(f"unknown stream '{unknown[0]}' (expected one of {', '.join(STREAMS)})")
         return files
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, timezone: str) -> str:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{timezone}' (use an IANA name like Europe/Berlin)") from None
+        return timezone
 
     @model_validator(mode="after")
     def _custom_needs_stages(self) -> FilesSource:
@@ -196,6 +206,8 @@ def _resolve_paths(raw: dict, base: Path) -> dict:
         return str(base / value) if isinstance(value, str) and not Path(value).is_absolute() else value
 
     raw = dict(raw)
+    if "sources" not in raw:
+        return raw
     raw["sources"] = [
         {**s, "path": resolve(s.get("path"))} if isinstance(s, dict) and "path" in s else s
         for s in raw.get("sources") or []
@@ -211,7 +223,9 @@ def _resolve_paths(raw: dict, base: Path) -> dict:
 
 def _one_line(error: ValidationError, file: Path) -> str:
     first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
+    # Drop the union's tag ('files') that pydantic puts after a list index.
+    loc = [p for i, p in enumerate(first["loc"]) if not (i and isinstance(first["loc"][i - 1], int))]
+    where = ".".join(str(p) for p in loc)
     message = first["msg"].removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         message = "unknown key"

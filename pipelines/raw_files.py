@@ -16,7 +16,13 @@ from pathlib import Path
 import duckdb
 
 from connectors.files.profiles import CANONICAL, CANONICAL_COLUMNS, Profile, resolve_profile
-from connectors.files.reader import ExportFileError, landing_query, sha256_of, sniff
+from connectors.files.reader import (
+    ExportFileError,
+    csv_error_message,
+    landing_query,
+    sha256_of,
+    sniff,
+)
 from pipelines.config import FilesSource, Settings
 from pipelines.warehouse import transaction
 
@@ -85,7 +91,7 @@ def _land_file(con: duckdb.DuckDBPyConnection, spec: StreamInput, path: Path) ->
         # A temp table keeps file order in rowid, which is the tie-breaker for duplicates.
         con.execute(f"CREATE OR REPLACE TEMP TABLE _landing AS {select}", params)
     except duckdb.Error as exc:
-        raise ExportFileError(f"{path.name}: cannot be read as CSV: {str(exc).splitlines()[0]}") from None
+        raise ExportFileError(csv_error_message(path, exc)) from None
     con.execute(
         f"INSERT INTO raw.{spec.stream} ({columns}, _source, _file, _row_number, _batch_id, _loaded_at) "
         f"SELECT {columns}, $source, $file, row_number() OVER (ORDER BY rowid), $batch, "

@@ -16,6 +16,7 @@ Usage::
 
     python3 scripts/generate_demo_data.py            # writes data/sample
     python3 scripts/generate_demo_data.py --out DIR  # writes DIR
+    python3 scripts/generate_demo_data.py --out /tmp/big --scale 20  # load-test volume
 """
 
 from __future__ import annotations
@@ -25,12 +26,17 @@ import bisect
 import csv
 import math
 import random
+import textwrap
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-SEED = 20250101
+# Picked from seeds 1..120 as the one whose realised figures (baseline vs post-ramp
+# win rate, deal size, cycle, churn) land closest to the scenario targets below:
+# with ~1,500 closes a year, random noise alone moves a win rate by a point or two.
+SEED = 96
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "data" / "sample"
 
 # Scenario. All datetimes in this script are naive and mean UTC.
@@ -540,10 +546,14 @@ def add_duplicates(rng: random.Random, deals: list[Deal], edits: DealEdits) -> N
     Mix: open deals that later closed won or lost, and open deals whose stage and
     amount moved on. The older version is what a previous export held.
     """
+    closed = [d for d in plain(deals) if d.is_closed and d.created_at >= midnight(BASELINE_START)]
+    in_flight = [
+        d for d in plain(deals) if not d.is_closed and d.created_at >= datetime(2026, 7, 1)
+    ]
     pools = (
-        ([d for d in plain(deals) if d.is_won and len(d.history) >= 3], 14),
-        ([d for d in plain(deals) if d.is_closed and not d.is_won and len(d.history) >= 3], 4),
-        ([d for d in plain(deals) if not d.is_closed and len(d.history) >= 2], 2),
+        ([d for d in closed if d.is_won and len(d.history) >= 3], 14),
+        ([d for d in closed if not d.is_won and len(d.history) >= 3], 4),
+        ([d for d in in_flight if len(d.history) >= 2], 2),
     )
     for pool, count in pools:
         for deal in sorted(rng.sample(pool, count), key=lambda d: d.deal_id):
@@ -597,7 +607,7 @@ def bad_deals(first_number: int, first_account: int, names: Names) -> list[BadDe
     """One deal per row rule, otherwise valid, so each is rejected for exactly one reason."""
     created, closed = datetime(2025, 6, 10, 10, 0), datetime(2025, 7, 15, 15, 30)
     open_changes = {"stage": "contractsent", "is_closed": False, "closed_at": None}
-    specs: list[tuple[dict[str, object], dict[str, str], str, str]] = [
+    specs: list[tuple[dict[str, Any], dict[str, str], str, str]] = [
         ({}, {"created_at": "not-a-date"}, "created_at is 'not-a-date'", "created_at unparseable"),
         (open_changes, {}, "is_won=true, is_closed=false", "is_won true while is_closed false"),
         (
@@ -633,7 +643,7 @@ def bad_deals(first_number: int, first_account: int, names: Names) -> list[BadDe
             closed_at=closed,
             updated_at=closed,
         )
-        bad.append(BadDeal(replace(template, **changes), raw, what, reason))  # type: ignore[arg-type]
+        bad.append(BadDeal(replace(template, **changes), raw, what, reason))
     return bad
 
 
@@ -758,7 +768,8 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[str]]) 
 
 def readme(seed: int, scale: float, edits: DealEdits, gl_bad_id: str) -> str:
     """data/sample/README.md: what the files are and which rows are broken on purpose."""
-    dup_ids = ", ".join(d.deal_id for d in edits.duplicates)
+    dup_ids = ", ".join(d.deal_id for d in sorted(edits.duplicates, key=lambda d: d.deal_id))
+    dup_ids = textwrap.fill(dup_ids, width=80, initial_indent="  ", subsequent_indent="  ")
     bad = "\n".join(
         f"| deals.csv | `{b.deal.deal_id or '(empty)'}` | {b.what} | {b.reason} |"
         for b in edits.bad
@@ -777,6 +788,7 @@ so a few events fall after `as_of` on purpose. After go-live, over a six-month
 ramp: ~6% more deals created, win rate ~22% -> ~27%, deal size +8%, sales cycle
 -15%, monthly churn 2.5% -> 1.8%, CSAT 3.9 -> 4.2, operating cost -5%. Deal
 creation also has a 3%/year market trend the CRM should not be credited with.
+Deals start in 2023-09, so the first baseline months already have closes.
 
 | file | what it is |
 |---|---|
@@ -802,7 +814,8 @@ only once that deal is won.
 ## Other deliberate edge cases (valid rows)
 
 - Duplicates: {len(edits.duplicates)} deals appear twice; the later row in the file has the later
-  updated_at and a changed stage/amount, and must win: {dup_ids}.
+  updated_at and a changed stage/amount, and must win:
+{dup_ids}.
 - Deleted deals (`is_deleted=true`, ~1%): count nowhere.
 - Deals with an empty amount ({len(edits.null_amounts)}, ~2%): null, adds 0, flagged by validation.
 - Three deals closed won in November 2026 (after `as_of`): open as of 2026-10-31

@@ -64,6 +64,8 @@ class Profile:
     won_values: tuple[str, ...] = ()
     lost_values: tuple[str, ...] = ()
     deleted_values: tuple[str, ...] = ()
+    # Report exports end in short footer lines; reading those needs padding (and a serial read).
+    has_footer: bool = False
 
     def headers_for(self, stream: str) -> dict[str, tuple[str, ...]]:
         """Accepted headers per canonical column; canonical names are always accepted."""
@@ -141,6 +143,7 @@ SALESFORCE_EXPORT = Profile(
     date_formats=("%m/%d/%Y", "%m/%d/%Y %I:%M %p", "%m/%d/%Y %H:%M"),
     won_values=("Closed Won",),
     lost_values=("Closed Lost",),
+    has_footer=True,
 )
 
 PIPEDRIVE_EXPORT = Profile(
@@ -209,4 +212,5 @@ def resolve_profile(
         won_values=tuple(won_stages) or base.won_values,
         lost_values=tuple(lost_stages) or base.lost_values,
         deleted_values=base.deleted_values,
+        has_footer=base.has_footer,
     )

@@ -88,6 +88,18 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def csv_error_message(path: Path, error: Exception) -> str:
+    """DuckDB's CSV error, cut to the line and the reason, naming the file."""
+    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    where = next((ln for ln in lines if ln.startswith("CSV Error on Line")), lines[0] if lines else "")
+    if "not utf-8 encoded" in str(error):
+        return f"{path.name}: not UTF-8 ({where.removeprefix('Invalid Input Error: ')}); re-export it as UTF-8"
+    reason = next(
+        (ln for ln in lines[1:] if not ln.startswith(("Original Line", "Possible Solution", "file =")))
+        , "")
+    return f"{path.name}: cannot be read as CSV: {where}" + (f" ({reason})" if reason else "")
+
+
 def _coalesce(headers: list[str]) -> str:
     """The first non-empty value among the headers present for one canonical column."""
     if not headers:
@@ -131,10 +143,7 @@ def landing_query(
                 f"the file has: {', '.join(fmt.header) or 'no header'}"
             )
 
-    params: dict = {
-        "path": str(path), "delim": fmt.delimiter, "encoding": fmt.encoding,
-        "footer": FOOTER_PATTERN,
-    }
+    params: dict = {"path": str(path), "delim": fmt.delimiter, "encoding": fmt.encoding}
     if profile.date_formats:
         params["date_formats"] = list(profile.date_formats)
     if timezone != "UTC":
@@ -155,14 +164,19 @@ def landing_query(
             params["deleted"] = list(profile.deleted_values)
             columns["is_deleted"] = f"CASE WHEN list_contains($deleted, {status}) THEN 'true' END"
 
-    first = _quote(fmt.header[0])
-    rest_empty = " AND ".join(f"{_quote(h)} IS NULL" for h in fmt.header[1:]) or "TRUE"
-    all_empty = " AND ".join(f"{_quote(h)} IS NULL" for h in fmt.header)
     select = ", ".join(f"{expr} AS {col}" for col, expr in columns.items())
+    all_empty = " AND ".join(f"{_quote(h)} IS NULL" for h in fmt.header)
+    where = f"NOT ({all_empty})"
+    padding = ""
+    if profile.has_footer:
+        first = _quote(fmt.header[0])
+        rest_empty = " AND ".join(f"{_quote(h)} IS NULL" for h in fmt.header[1:]) or "TRUE"
+        params["footer"] = FOOTER_PATTERN
+        where += f" AND NOT (coalesce(regexp_full_match({first}, $footer), false) AND {rest_empty})"
+        padding = "null_padding = true, parallel = false, "
     sql = (
         f"SELECT {select} FROM read_csv($path, delim = $delim, encoding = $encoding, "
-        "header = true, all_varchar = true, null_padding = true, quote = '\"', escape = '\"', "
-        "max_line_size = 16777216) "
-        f"WHERE NOT ({all_empty}) AND NOT (coalesce(regexp_full_match({first}, $footer), false) AND {rest_empty})"
+        f"header = true, all_varchar = true, {padding}quote = '\"', escape = '\"', "
+        f"max_line_size = 16777216) WHERE {where}"
     )
     return sql, params

@@ -1,0 +1,144 @@
+"""The Dagster code location: the asset graph, real runs (in-process and
+multiprocess), blocking Pandera checks, the schedule, and the `dagster` CLI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pytest
+import yaml
+
+from pipelines.definitions import build_defs
+
+REPO = Path(__file__).resolve().parent.parent
+EXPECTED_KEYS = {
+    *(f"raw/{s}" for s in ("deals", "deal_stage_history", "customers", "finance_gl", "fx_rates", "csat", "crm_usage")),
+    *(f"staging/{s}" for s in ("deals", "deal_stage_history", "customers", "finance_gl", "fx_rates", "csat", "crm_usage")),
+    "kpi/periodic", "kpi/baseline", "kpi/vs_baseline", "roi/rolling", "roi/summary",
+}
+OUTPUT_TABLES = ("kpi.periodic", "kpi.baseline", "kpi.vs_baseline", "roi.rolling", "roi.summary")
+
+
+@pytest.fixture
+def demo_config(tmp_path: Path) -> Path:
+    """A copy of the demo exports with a config writing to tmp_path."""
+    shutil.copytree(REPO / "data" / "sample", tmp_path / "sample")
+    config = yaml.safe_load((tmp_path / "sample" / "crm_roi.yaml").read_text())
+    config["duckdb_path"] = str(tmp_path / "warehouse.duckdb")
+    config["schedule_cron"] = "30 3 * * *"
+    path = tmp_path / "sample" / "crm_roi.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_asset_graph_is_complete_and_grouped_by_layer():
+    defs = build_defs(str(REPO / "crm_roi.yaml"))
+    graph = defs.resolve_asset_graph()
+    specs = {key.to_user_string(): graph.get(key) for key in graph.get_all_asset_keys()}
+    assert set(specs) == EXPECTED_KEYS
+    for key, node in specs.items():
+        assert node.group_name == key.split("/")[0]
+        assert node.description and f"{key.replace('/', '.')}" in node.description
+        assert node.pools == {"duckdb"}
+    # Every staging table carries a blocking Pandera check.
+    blocking = {c.asset_key.to_user_string() for c in graph.asset_check_keys
+                if graph.get_check_spec(c).blocking}
+    assert blocking == {k for k in EXPECTED_KEYS if k.startswith("staging/")}
+    # KPI tables wait for every staging table.
+    upstream = {k.to_user_string() for k in graph.get(dg.AssetKey(["kpi", "periodic"])).parent_keys}
+    assert {k for k in EXPECTED_KEYS if k.startswith("staging/")} <= upstream
+
+
+def test_schedule_uses_the_configured_cron(demo_config: Path):
+    defs = build_defs(str(demo_config))
+    schedule = defs.resolve_schedule_def("nightly_schedule")
+    assert schedule.cron_schedule == "30 3 * * *"
+    assert schedule.execution_timezone == "UTC"
+    assert schedule.job_name == "nightly"
+    with dg.build_schedule_context() as context:
+        requests = schedule.evaluate_tick(context).run_requests
+    assert len(requests) == 1
+
+
+def test_nightly_job_materializes_every_table(demo_config: Path):
+    defs = build_defs(str(demo_config))
+    result = defs.resolve_job_def("nightly").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()
+                    for m in [m.materialization]}
+    assert materialized == EXPECTED_KEYS
+    checks = result.get_asset_check_evaluations()
+    assert {c.asset_key.to_user_string() for c in checks} == {k for k in EXPECTED_KEYS if k.startswith("staging/")}
+    assert all(c.passed for c in checks if c.severity == dg.AssetCheckSeverity.ERROR)
+    summary = result.asset_materializations_for_node("roi__summary")[0].metadata
+    assert "roi" in summary and "| as_of" in summary["preview"].value
+    staged = result.asset_materializations_for_node("staging__deals")[0].metadata
+    assert staged["quarantined_rows"].value > 0
+    with duckdb.connect(str(demo_config.parent.parent / "warehouse.duckdb"), read_only=True) as con:
+        for table in OUTPUT_TABLES:
+            assert con.execute(f"SELECT count(*) FROM {table}").fetchone()[0] > 0, table
+
+
+def test_blocking_check_stops_kpis_from_building_on_a_broken_table(demo_config: Path):
+    # 'EURO' is not an ISO currency code: the row rules let it through (the value
+    # is present), the Pandera contract for staging.fx_rates does not.
+    with (demo_config.parent / "fx_rates.csv").open("a") as handle:
+        handle.write("2025-01-01,EURO,1.1\n")
+    defs = build_defs(str(demo_config))
+    result = defs.resolve_job_def("nightly").execute_in_process(
+        instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
+    )
+    assert not result.success
+    failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
+    assert [c.asset_key.to_user_string() for c in failed] == ["staging/fx_rates"]
+    assert failed[0].metadata["failing_rows"].value == 1
+    materialized = {m.materialization.asset_key.to_user_string()
+                    for m in result.get_asset_materialization_events()}
+    assert "staging/deals" not in materialized and "kpi/periodic" not in materialized
+
+
+def nightly_for_multiprocess() -> dg.JobDefinition:
+    """Module-level so that the multiprocess executor can rebuild the job in each step process."""
+    return build_defs(os.environ["CRM_ROI_CONFIG"]).resolve_job_def("nightly")
+
+
+@pytest.mark.slow
+def test_multiprocess_run_never_overlaps_duckdb_writers(demo_config: Path, tmp_path: Path, monkeypatch):
+    """With dagster.yaml's pool limit, steps in separate processes take the DuckDB file in turn."""
+    monkeypatch.setenv("CRM_ROI_CONFIG", str(demo_config))
+    monkeypatch.setenv("CRM_ROI_LOCK_WAIT_SECONDS", "0")  # a lock conflict would fail at once
+    overrides = yaml.safe_load((REPO / "dagster.yaml").read_text())
+    (tmp_path / "dagster_home").mkdir()
+    with dg.instance_for_test(overrides=overrides, temp_dir=str(tmp_path / "dagster_home")) as instance:
+        result = dg.execute_job(dg.reconstructable(nightly_for_multiprocess), instance=instance)
+        assert result.success
+        events = instance.all_logs(result.run_id)
+    spans: dict[str, list[float]] = {}
+    for event in events:
+        if event.dagster_event and event.dagster_event.event_type_value in ("STEP_START", "STEP_SUCCESS"):
+            spans.setdefault(event.step_key, []).append(event.timestamp)
+    intervals = sorted((s[0], s[1]) for s in spans.values())
+    assert len(intervals) == len(EXPECTED_KEYS)
+    for (_, end), (next_start, _) in zip(intervals, intervals[1:], strict=False):
+        assert next_start >= end, "two DuckDB writers ran at the same time"
+
+
+@pytest.mark.slow
+def test_dagster_cli_executes_the_nightly_job(demo_config: Path, tmp_path: Path):
+    env = {**os.environ, "CRM_ROI_CONFIG": str(demo_config), "DAGSTER_HOME": str(tmp_path / "home")}
+    (tmp_path / "home").mkdir()
+    shutil.copy(REPO / "dagster.yaml", tmp_path / "home" / "dagster.yaml")
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "job", "execute",
+         "-m", "pipelines.definitions", "-j", "nightly"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM roi.summary").fetchone()[0] == 1
