@@ -157,6 +157,9 @@ def test_pre_go_live_implementation_cost_counts_and_rolling_starts_at_its_period
     assert r[JAN]["cumulative_benefit"] == pytest.approx(5000)
     assert r[JAN]["roi"] == pytest.approx(0.0)
     assert r[JAN]["payback_reached"] is True
+    # npv counts k from the first roi.rolling row (November), not from go-live:
+    # -5000 / 1.1^0 + 0 / 1.1^(1/12) + 5000 / 1.1^(2/12) = -5000 + 4921.34 = -78.66
+    assert r[JAN]["npv_cumulative"] == pytest.approx(-5000 + 5000 / 1.1 ** (2 / 12))
     s = summary(con)
     assert s["cumulative_cost"] == pytest.approx(5000)
     assert s["payback_period_months"] == pytest.approx(1.0)

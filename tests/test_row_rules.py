@@ -111,6 +111,21 @@ def test_amounts_with_symbols_separators_and_accounting_negatives_parse(project)
 # --- one row per key --------------------------------------------------------------
 
 
+def test_accounting_negative_with_currency_symbol_parses(project):
+    # Excel's accounting format writes a negative as "($1,000.50)": the symbol, the
+    # thousands separator and the parentheses together. "$1,000.50" = 1000.5 and
+    # "(500)" = -500 both parse, so their combination is -1000.5, not a rejection.
+    con = project(
+        deals=[deal("N1", "2025-01-05", "2025-01-10", won=True, amount="($1,000.50)")],
+        finance=[gl("G1", "2025-01-10", "6200", "($250.25)")],
+    )
+    assert quarantined(con) == []
+    assert quarantined(con, "finance_gl") == []
+    (row,) = staged(con, "N1")
+    assert row["amount"] == pytest.approx(-1000.5)
+    assert period(con, "2025-01-01")["sales_marketing_spend"] == pytest.approx(-250.25)
+
+
 def test_duplicate_key_latest_updated_at_wins_regardless_of_file_order(project):
     # Row 1 updated 2025-01-20 (amount 200) beats row 2 updated 2025-01-10 (amount 100).
     con = project(deals=[
@@ -222,6 +237,8 @@ REJECTIONS = [
     (deal("X1", "2025-01-10", amount="100", currency=""), "missing currency", {}),
     (deal("X1", ""), "missing created_at", {}),
     (deal("X1", "2025-01-10", "next week", won=True), "unparseable closed_at", {}),
+    ({**deal("X1", "2025-01-10"), "is_closed": "perhaps"}, "unparseable is_closed", {}),
+    (deal("X1", "2025-01-10", is_deleted="gone"), "unparseable is_deleted", {}),
 ]
 
 
@@ -345,7 +362,8 @@ FX = [
 
 def test_won_deal_converted_at_latest_rate_on_or_before_utc_close_date(project):
     # E1 closed 2025-01-04 -> EUR rate of 2025-01-01 (1.10): 100 -> 110.
-    # E2 closed '2025-01-04T23:30:00-02:00' = 2025-01-05 01:30 UTC -> rate of 2025-01-05 (1.20): 120.
+    # E2 closed '2025-01-04T23:30:00-02:00' = 2025-01-05 01:30 UTC -> rate of 2025-01-05
+    #    (1.20): 120.
     # G1 closed 2025-01-04, '£1,000' GBP -> rate of 2024-12-31 (1.25): 1250.
     # U1 USD (base) -> rate 1 with no USD row in fx_rates: 100.
     con = project(
