@@ -123,7 +123,8 @@ def demo(db_path: str) -> None:
     os.environ["CRM_ROI_DUCKDB"] = str(Path(db_path).resolve())
     settings = run_nightly(DEMO_CONFIG)
     click.echo("\n".join(summary_lines(settings)))
-    click.echo(f'\nTry: crm-roi query --db {db_path} "SELECT * FROM roi.rolling"')
+    example = "SELECT period_start, roi_pct, payback_reached FROM roi.rolling"
+    click.echo(f'\nTry: crm-roi query --db {db_path} "{example}"')
 
 
 @cli.command()

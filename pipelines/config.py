@@ -222,7 +222,8 @@ def _resolve_paths(raw: dict, base: Path) -> dict:
 
 
 def _one_line(error: ValidationError, file: Path) -> str:
-    first = error.errors()[0]
+    # An unknown key is usually the typo behind the other errors: report it first.
+    first = min(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
     # Drop the union's tag ('files') that pydantic puts after a list index.
     loc = [p for i, p in enumerate(first["loc"]) if not (i and isinstance(first["loc"][i - 1], int))]
     where = ".".join(str(p) for p in loc)

@@ -92,8 +92,9 @@ def _land_file(con: duckdb.DuckDBPyConnection, spec: StreamInput, path: Path) ->
         con.execute(f"CREATE OR REPLACE TEMP TABLE _landing AS {select}", params)
     except duckdb.Error as exc:
         raise ExportFileError(csv_error_message(path, exc)) from None
+    # The stream and its columns come from CANONICAL_COLUMNS; values are bound.
     con.execute(
-        f"INSERT INTO raw.{spec.stream} ({columns}, _source, _file, _row_number, _batch_id, _loaded_at) "
+        f"INSERT INTO raw.{spec.stream} ({columns}, _source, _file, _row_number, _batch_id, _loaded_at) "  # noqa: S608
         f"SELECT {columns}, $source, $file, row_number() OVER (ORDER BY rowid), $batch, "
         "now()::TIMESTAMP FROM _landing",
         {"source": spec.source, "file": path.name, "batch": batch_id},
@@ -110,7 +111,7 @@ def load_stream(
     result = LoadResult()
     with transaction(con):
         if full_reload:
-            con.execute(f"DELETE FROM raw.{spec.stream} WHERE _source = ?", [spec.source])
+            con.execute(f"DELETE FROM raw.{spec.stream} WHERE _source = ?", [spec.source])  # noqa: S608
             con.execute(
                 "DELETE FROM raw.loaded_files WHERE source = ? AND stream = ?",
                 [spec.source, spec.stream],

@@ -35,7 +35,7 @@ def validate_table(
 ) -> ValidationOutcome:
     """Validate every row of `table` (a whitelisted name) against `schema`."""
     outcome = ValidationOutcome()
-    reader = con.sql(f"SELECT * FROM {table}").to_arrow_reader(BATCH_ROWS)
+    reader = con.sql(f"SELECT * FROM {table}").to_arrow_reader(BATCH_ROWS)  # noqa: S608 (whitelisted)
     for batch in reader:
         frame = pl.from_arrow(batch)
         outcome.rows_checked += frame.height

@@ -12,10 +12,11 @@ CREATE OR REPLACE TEMP MACRO parse_date(s) AS CAST(parse_ts(s) AS DATE);
 
 -- Plain decimals, also with a currency symbol or code, thousands separators
 -- ("1,000.50") or accounting negatives ("(500.00)"). NaN and infinity do not parse.
+CREATE OR REPLACE TEMP MACRO strip_currency(s) AS
+    regexp_replace(s, '^(-?)\s*(?:[$€£¥]|[A-Z]{3})\s*|\s*(?:[$€£¥]|[A-Z]{3})$', '\1', 'g');
+-- Symbols may sit outside or inside accounting parentheses: "$(250.00)", "($1,000.50)".
 CREATE OR REPLACE TEMP MACRO clean_number(s) AS
-    regexp_replace(
-        regexp_replace(trim(s), '^(-?)\s*(?:[$€£¥]|[A-Z]{3})\s*|\s*(?:[$€£¥]|[A-Z]{3})$', '\1', 'g'),
-        '^\((.*)\)$', '-\1');
+    strip_currency(regexp_replace(strip_currency(trim(s)), '^\((.*)\)$', '-\1'));
 CREATE OR REPLACE TEMP MACRO parse_number(s) AS (
     WITH c AS (SELECT clean_number(s) AS v)
     SELECT CASE WHEN isfinite(x) THEN x END

@@ -149,7 +149,7 @@ def _diff_all(con: Any, ref: dict[str, list[dict]]) -> list[str]:
             )
     for table, ref_name, columns, key in TABLES:
         order = f" order by {key}" if key else ""
-        sql_rows = rows(con, f"select * from {table}{order}")  # noqa: S608 - fixed names
+        sql_rows = rows(con, f"select * from {table}{order}")
         problems += _diff_table(table, sql_rows, ref[ref_name], columns, key)
     return problems
 

@@ -3,6 +3,7 @@ multiprocess), blocking Pandera checks, the schedule, and the `dagster` CLI."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import subprocess
@@ -17,9 +18,10 @@ import yaml
 from pipelines.definitions import build_defs
 
 REPO = Path(__file__).resolve().parent.parent
+STREAMS = ("deals", "deal_stage_history", "customers", "finance_gl", "fx_rates", "csat", "crm_usage")
 EXPECTED_KEYS = {
-    *(f"raw/{s}" for s in ("deals", "deal_stage_history", "customers", "finance_gl", "fx_rates", "csat", "crm_usage")),
-    *(f"staging/{s}" for s in ("deals", "deal_stage_history", "customers", "finance_gl", "fx_rates", "csat", "crm_usage")),
+    *(f"raw/{s}" for s in STREAMS),
+    *(f"staging/{s}" for s in STREAMS),
     "kpi/periodic", "kpi/baseline", "kpi/vs_baseline", "roi/rolling", "roi/summary",
 }
 OUTPUT_TABLES = ("kpi.periodic", "kpi.baseline", "kpi.vs_baseline", "roi.rolling", "roi.summary")
@@ -139,7 +141,7 @@ def test_multiprocess_run_never_overlaps_duckdb_writers(demo_config: Path, tmp_p
             spans.setdefault(event.step_key, []).append(event.timestamp)
     intervals = sorted((s[0], s[1]) for s in spans.values())
     assert len(intervals) == 6
-    for (_, end), (next_start, _) in zip(intervals, intervals[1:], strict=False):
+    for (_, end), (next_start, _) in itertools.pairwise(intervals):
         assert next_start >= end, "two DuckDB writers ran at the same time"
 
 

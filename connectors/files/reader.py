@@ -14,10 +14,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import duckdb
-
 from connectors.files.profiles import (
-    BOOL,
     CANONICAL_COLUMNS,
     DATE,
     FOOTER_PATTERN,
@@ -157,9 +154,10 @@ def landing_query(
         columns["currency"] = "$default_currency"
     if derive_flags:
         params |= {"won": list(profile.won_values), "lost": list(profile.lost_values)}
-        closed = f"list_contains($won, {status}) OR list_contains($lost, {status})"
-        columns["is_closed"] = f"CASE WHEN {status} IS NULL THEN NULL WHEN {closed} THEN 'true' ELSE 'false' END"
-        columns["is_won"] = f"CASE WHEN {status} IS NULL THEN NULL WHEN list_contains($won, {status}) THEN 'true' ELSE 'false' END"
+        won = f"list_contains($won, {status})"
+        lost = f"list_contains($lost, {status})"
+        columns["is_closed"] = f"CASE WHEN {status} IS NULL THEN NULL WHEN {won} OR {lost} THEN 'true' ELSE 'false' END"
+        columns["is_won"] = f"CASE WHEN {status} IS NULL THEN NULL WHEN {won} THEN 'true' ELSE 'false' END"
         if profile.deleted_values and not present["is_deleted"]:
             params["deleted"] = list(profile.deleted_values)
             columns["is_deleted"] = f"CASE WHEN list_contains($deleted, {status}) THEN 'true' END"
@@ -174,8 +172,9 @@ def landing_query(
         params["footer"] = FOOTER_PATTERN
         where += f" AND NOT (coalesce(regexp_full_match({first}, $footer), false) AND {rest_empty})"
         padding = "null_padding = true, parallel = false, "
+    # Headers are quoted identifiers checked against the file's header line; values are bound.
     sql = (
-        f"SELECT {select} FROM read_csv($path, delim = $delim, encoding = $encoding, "
+        f"SELECT {select} FROM read_csv($path, delim = $delim, encoding = $encoding, "  # noqa: S608
         f"header = true, all_varchar = true, {padding}quote = '\"', escape = '\"', "
         f"max_line_size = 16777216) WHERE {where}"
     )

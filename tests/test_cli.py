@@ -1,0 +1,117 @@
+"""The `crm-roi` command end to end, as a user runs it: a real process, real files."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+CRM_ROI = str(Path(sys.executable).parent / "crm-roi")
+
+
+def crm_roi(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([CRM_ROI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def demo_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
+    folder = tmp_path_factory.mktemp("demo")
+    done = crm_roi("demo", "--db", "demo.duckdb", cwd=folder)
+    return folder / "demo.duckdb", done
+
+
+def test_demo_builds_every_table_and_prints_the_summary(demo_db):
+    path, done = demo_db
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    for label in ("periods", "quarantined rows", "ROI", "payback", "NPV"):
+        assert label in done.stdout
+    with duckdb.connect(str(path), read_only=True) as con:
+        roi_pct, npv = con.execute("SELECT roi_pct, npv FROM roi.summary").fetchone()
+        periods = con.execute("SELECT count(*) FROM kpi.periodic").fetchone()[0]
+    # The printed headline is the table's, rounded for people.
+    assert f"({roi_pct:.1f} %)" in done.stdout
+    assert f"{npv:,.0f} USD" in done.stdout
+    assert f"{periods} months" in done.stdout
+
+
+def test_query_prints_a_table_and_csv(demo_db):
+    path, _ = demo_db
+    sql = "SELECT count(*) AS n FROM kpi.periodic"
+    table = crm_roi("query", "--db", str(path), sql, cwd=path.parent)
+    assert table.returncode == 0, table.stderr
+    with duckdb.connect(str(path), read_only=True) as con:
+        expected = con.execute(sql).fetchone()[0]
+    assert table.stdout.split()[-1] == str(expected)
+    as_csv = crm_roi("query", "--db", str(path), "--format", "csv", sql, cwd=path.parent)
+    assert as_csv.stdout.splitlines() == ["n", str(expected)]
+
+
+def test_run_with_config_on_a_folder_of_canonical_exports(tmp_path: Path):
+    shutil.copytree(REPO / "data" / "sample", tmp_path / "exports")
+    config = yaml.safe_load((tmp_path / "exports" / "crm_roi.yaml").read_text())
+    config["sources"] = [{"kind": "files", "path": "exports"}]
+    config["finance"]["path"] = "exports/finance_gl.csv"
+    config["duckdb_path"] = "out/warehouse.duckdb"
+    (tmp_path / "team.yaml").write_text(yaml.safe_dump(config))
+    first = crm_roi("run", "--config", "team.yaml", cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    # A second run loads nothing new and changes nothing.
+    with duckdb.connect(str(tmp_path / "out" / "warehouse.duckdb"), read_only=True) as con:
+        before = con.execute("SELECT count(*), max(_batch_id) FROM raw.deals").fetchone()
+    second = crm_roi("run", "--config", "team.yaml", cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    assert second.stdout == first.stdout
+    with duckdb.connect(str(tmp_path / "out" / "warehouse.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*), max(_batch_id) FROM raw.deals").fetchone() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "message"),
+    [
+        (["run", "--config", "missing.yaml"], None, "config file 'missing.yaml' not found"),
+        (["run", "--config", "bad.yaml"], {"go_live": "2025-13-01"}, "go_live"),
+        (["run", "--config", "bad.yaml"], {"go_live": "2025-01-01", "colour": "red"}, "colour: unknown key"),
+        (["query", "--db", "nowhere.duckdb", "SELECT 1"], None, "no DuckDB file at nowhere.duckdb"),
+    ],
+)
+def test_user_mistakes_are_one_line_and_a_nonzero_exit(tmp_path: Path, args, config, message):
+    if config is not None:
+        (tmp_path / "bad.yaml").write_text(yaml.safe_dump(config))
+    done = crm_roi(*args, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert message in done.stderr
+
+
+def test_bad_sql_is_one_line(demo_db):
+    path, _ = demo_db
+    done = crm_roi("query", "--db", str(path), "SELECT nope FROM kpi.periodic", cwd=path.parent)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: ") and len(done.stderr.strip().splitlines()) == 1
+    assert "nope" in done.stderr
+
+
+def test_a_broken_export_fails_the_run_with_the_file_and_column_named(tmp_path: Path):
+    shutil.copytree(REPO / "data" / "sample", tmp_path / "exports")
+    deals = tmp_path / "exports" / "deals.csv"
+    deals.write_text(deals.read_text().replace("created_at", "create_date", 1))
+    done = crm_roi("run", "--config", "exports/crm_roi.yaml", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert "deals.csv" in done.stderr and "created_at" in done.stderr
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["demo"], ["query"]])
+def test_help_explains_each_command(command: list[str], tmp_path: Path):
+    done = crm_roi(*command, "--help", cwd=tmp_path)
+    assert done.returncode == 0
+    assert "Usage: crm-roi" in done.stdout
+    assert len(done.stdout.splitlines()) > 4
