@@ -3,7 +3,7 @@
 PYTHON ?= python3.11
 UV := .tools/bin/uv
 VENV := .venv
-export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+DAGSTER_HOME_DIR := $(CURDIR)/.dagster_home
 
 .PHONY: setup demo test lint dev clean
 
@@ -17,8 +17,12 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 
 setup: $(VENV)/.synced
 
-demo: setup
-	$(VENV)/bin/crm-roi demo
+$(DAGSTER_HOME_DIR)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME_DIR) && cp dagster.yaml $@
+
+# Demo runs are recorded in the local Dagster instance, so `make dev` shows them.
+demo: setup $(DAGSTER_HOME_DIR)/dagster.yaml
+	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(VENV)/bin/crm-roi demo
 
 test: setup
 	$(VENV)/bin/ruff check .
@@ -28,9 +32,8 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 # The Dagster UI on http://127.0.0.1:3000 with this repo's dagster.yaml (pools, run queue).
-dev: setup
-	mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
-	$(VENV)/bin/dagster dev
+dev: setup $(DAGSTER_HOME_DIR)/dagster.yaml
+	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(VENV)/bin/dagster dev
 
 clean:
 	rm -rf .tools $(VENV) .dagster_home crm_roi_demo.duckdb

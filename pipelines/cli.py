@@ -28,7 +28,12 @@ class RunFailed(click.ClickException):
 
 def _instance() -> dg.DagsterInstance:
     """The DAGSTER_HOME instance when there is one (runs then show in the UI), else a throwaway one."""
-    return dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else dg.DagsterInstance.ephemeral()
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        return dg.DagsterInstance.ephemeral()
+    if not Path(home).is_dir():
+        raise click.ClickException(f"DAGSTER_HOME {home} is not a folder: create it (with dagster.yaml) or unset it")
+    return dg.DagsterInstance.get()
 
 
 def _first_failure(result: dg.ExecuteInProcessResult) -> str:
