@@ -48,17 +48,6 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def read_secret(value: str) -> str:
-    """Resolve `env:NAME` so secrets live in the environment, never in the file."""
-    if not value.startswith("env:"):
-        raise ConfigError("secrets must be given as env:NAME, not written into the file")
-    name = value.removeprefix("env:")
-    secret = os.environ.get(name)
-    if not secret:
-        raise ConfigError(f"environment variable {name} is not set")
-    return secret
-
-
 class FilesSource(_Strict):
     """A folder of CRM export files, read through a column-mapping profile."""
 

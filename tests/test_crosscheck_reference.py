@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from pipelines.config import Settings, load_settings
-from tests.conftest import rows, run_pipeline
+from tests.conftest import ACCOUNTS, rows, run_pipeline
 from tests.reference_model import (
     BASELINE_COLUMNS,
     PERIODIC_COLUMNS,
@@ -43,15 +43,6 @@ from tests.reference_model import (
 )
 
 REPO = Path(__file__).resolve().parent.parent
-ACCOUNTS = {
-    "6100": "crm_software",
-    "6110": "crm_implementation",
-    "6120": "crm_training",
-    "6130": "crm_support",
-    "6140": "crm_hardware",
-    "6200": "sales_marketing",
-    "6300": "operating_cost",
-}
 DEAL_HEADER = [
     "deal_id", "deal_name", "account_id", "owner_id", "pipeline", "stage", "is_closed",
     "is_won", "amount", "currency", "created_at", "closed_at", "updated_at", "is_deleted",

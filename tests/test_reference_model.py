@@ -15,20 +15,8 @@ from typing import Any
 
 import pytest
 
-try:  # `python -m pytest` from the repo root puts the root on sys.path
-    from tests.reference_model import compute, parse_timestamp
-except ImportError:  # plain `pytest`: rootdir-relative import of tests/ as a folder
-    from reference_model import compute, parse_timestamp  # type: ignore[no-redef]
-
-ACCOUNTS = {
-    "6100": "crm_software",
-    "6110": "crm_implementation",
-    "6120": "crm_training",
-    "6130": "crm_support",
-    "6140": "crm_hardware",
-    "6200": "sales_marketing",
-    "6300": "operating_cost",
-}
+from tests.conftest import ACCOUNTS
+from tests.reference_model import compute, parse_timestamp
 
 
 def write_csv(path: Path, rows: list[dict[str, Any]], header: list[str] | None = None) -> Path:
