@@ -18,6 +18,7 @@ from tabulate import tabulate
 from connectors.files.reader import ExportFileError
 from pipelines.config import ConfigError, Settings, load_settings
 from pipelines.raw_files import required_streams_present
+from pipelines.warehouse import RAW_STREAMS
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "data" / "sample" / "crm_roi.yaml"
 
@@ -60,11 +61,7 @@ def run_nightly(config_file: Path | str | None, full_reload: bool = False) -> Se
     job = build_defs(str(config_file) if config_file else None).resolve_job_def("nightly")
     run_config = {
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-        "ops": {
-            f"raw__{stream}": {"config": {"full_reload": full_reload}}
-            for stream in ("deals", "deal_stage_history", "customers", "finance_gl",
-                           "fx_rates", "csat", "crm_usage")
-        }
+        "ops": {f"raw__{stream}": {"config": {"full_reload": full_reload}} for stream in RAW_STREAMS},
     }
     with _instance() as instance:
         result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)

@@ -115,3 +115,27 @@ def test_help_explains_each_command(command: list[str], tmp_path: Path):
     assert done.returncode == 0
     assert "Usage: crm-roi" in done.stdout
     assert len(done.stdout.splitlines()) > 4
+
+
+def test_a_file_changed_in_place_needs_full_reload(tmp_path: Path):
+    shutil.copytree(REPO / "data" / "sample", tmp_path / "exports")
+    config = "exports/crm_roi.yaml"
+    assert crm_roi("run", "--config", config, cwd=tmp_path).returncode == 0
+    deals = tmp_path / "exports" / "deals.csv"
+    lines = deals.read_text().splitlines(keepends=True)
+    first = lines[1].split(",")
+    deal_id = first[0]  # D-000001, which appears once in the demo export
+    first[8] = "123456.00"  # the amount column
+    deals.write_text("".join([lines[0], ",".join(first), *lines[2:]]))
+
+    refused = crm_roi("run", "--config", config, cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "deals.csv: changed since it was loaded" in refused.stderr and "--full-reload" in refused.stderr
+
+    reloaded = crm_roi("run", "--config", config, "--full-reload", cwd=tmp_path)
+    assert reloaded.returncode == 0, reloaded.stderr
+    with duckdb.connect(str(tmp_path / "exports" / "crm_roi.duckdb"), read_only=True) as con:
+        # Reloaded, not appended: raw holds the file's rows once.
+        assert con.execute("SELECT count(*) FROM raw.deals").fetchone()[0] == len(lines) - 1
+        amounts = con.execute("SELECT amount FROM staging.deals WHERE deal_id = ?", [deal_id]).fetchall()
+    assert amounts == [(123456.0,)]
