@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -93,7 +94,86 @@ class FilesSource(_Strict):
         return self
 
 
-SourceConfig = Annotated[FilesSource, Field(discriminator="kind")]
+def _secret_ref(value: str | None) -> str | None:
+    """Secrets are referenced as env:NAME and must be set; the value itself is read only when used."""
+    if value is None:
+        return None
+    if not value.startswith("env:") or not value[4:].replace("_", "a").isalnum():
+        raise ValueError("secrets must be given as env:NAME, never written into the file")
+    if not os.environ.get(value[4:]):
+        raise ValueError(f"environment variable {value[4:]} is not set")
+    return value
+
+
+SecretRef = Annotated[str, AfterValidator(_secret_ref)]
+OptionalSecretRef = Annotated[str | None, AfterValidator(_secret_ref)]
+
+
+def read_secret(ref: str) -> str:
+    """The secret behind an env:NAME reference (validated when the config was loaded)."""
+    return os.environ[ref.removeprefix("env:")]
+
+
+class _ApiSource(_Strict):
+    name: str | None = None
+    base_url: str | None = None
+    # canonical column -> the CRM's (custom) property or field name
+    columns: dict[str, str] = Field(default_factory=dict)
+    lookback_minutes: int = Field(60, ge=0, le=7 * 24 * 60)
+
+    @field_validator("base_url")
+    @classmethod
+    def _https_or_loopback(cls, url: str | None) -> str | None:
+        """TLS stays on: plain http is accepted only for servers on this machine (the fakes)."""
+        if url is None:
+            return url
+        if url.startswith("https://") or url.startswith(("http://127.0.0.1", "http://localhost")):
+            return url.rstrip("/")
+        raise ValueError(f"'{url}' must be an https:// URL (http only for 127.0.0.1/localhost)")
+
+
+class HubSpotSource(_ApiSource):
+    """HubSpot CRM v3 with a private-app token (scopes: crm.objects.deals.read, crm.objects.companies.read)."""
+
+    kind: Literal["hubspot"]
+    token: SecretRef
+    requests_per_10s: int = Field(100, ge=1, le=250)
+
+
+class SalesforceSource(_ApiSource):
+    """Salesforce REST (and Bulk API 2.0): an access token, or OAuth refresh credentials."""
+
+    kind: Literal["salesforce"]
+    token: OptionalSecretRef = None
+    client_id: OptionalSecretRef = None
+    client_secret: OptionalSecretRef = None
+    refresh_token: OptionalSecretRef = None
+    login_url: str = "https://login.salesforce.com"
+    api_version: str = Field("v61.0", pattern=r"^v\d+\.\d$")
+    bulk: bool = False
+
+    @model_validator(mode="after")
+    def _some_credentials(self) -> SalesforceSource:
+        refresh = (self.client_id, self.client_secret, self.refresh_token)
+        if not self.token and not all(refresh):
+            raise ValueError("give token, or client_id + client_secret + refresh_token")
+        if self.token and not self.base_url:
+            raise ValueError("base_url (the org's instance URL) is required with a plain token")
+        return self
+
+
+class PipedriveSource(_ApiSource):
+    """Pipedrive API v2 (deals) and v1 (deal flow) with an API token."""
+
+    kind: Literal["pipedrive"]
+    token: SecretRef
+    requests_per_2s: int = Field(20, ge=1, le=480)
+
+
+SourceConfig = Annotated[
+    FilesSource | HubSpotSource | SalesforceSource | PipedriveSource, Field(discriminator="kind")
+]
+API_SOURCE_TYPES = (HubSpotSource, SalesforceSource, PipedriveSource)
 
 
 class FinanceConfig(_Strict):
@@ -165,6 +245,10 @@ class Settings(_Strict):
             counts[source.kind] = counts.get(source.kind, 0) + 1
             names.append(source.name or f"{source.kind}_{counts[source.kind]}")
         return names
+
+    def api_sources(self) -> list[tuple[str, HubSpotSource | SalesforceSource | PipedriveSource]]:
+        return [(n, s) for n, s in zip(self.source_names, self.sources, strict=True)
+                if isinstance(s, API_SOURCE_TYPES)]
 
     @property
     def effective_as_of(self) -> dt.date:

@@ -70,6 +70,8 @@ def stream_inputs(settings: Settings, stream: str) -> list[StreamInput]:
         ]
     inputs = []
     for name, source in zip(settings.source_names, settings.sources, strict=True):
+        if not isinstance(source, FilesSource):
+            continue
         files = _stream_files(source, stream)
         if not files:
             continue
@@ -145,6 +147,6 @@ def load_stream(
 
 def required_streams_present(settings: Settings) -> None:
     """Deals must come from some source; finance is required by the config model itself."""
-    if not stream_inputs(settings, "deals"):
+    if not stream_inputs(settings, "deals") and not settings.api_sources():
         folders = ", ".join(str(s.path) for s in settings.sources)
         raise ExportFileError(f"no source provides deals: no deals*.csv (or mapped file) in {folders}")

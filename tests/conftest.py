@@ -15,8 +15,10 @@ import duckdb
 import pytest
 import yaml
 
+from pipelines.api_sync import sync_stream
 from pipelines.config import Settings, load_settings
 from pipelines.raw_files import load_stream, stream_inputs
+from pipelines.sources import API_STREAMS, open_connector
 from pipelines.transform import MART_TABLES, STAGING_TABLES, build_mart, build_staging
 from pipelines.warehouse import RAW_STREAMS, connect
 
@@ -25,6 +27,8 @@ DEAL_COLUMNS = [
     "is_won", "amount", "currency", "created_at", "closed_at", "updated_at",
 ]
 GL_COLUMNS = ["entry_id", "posted_on", "account", "description", "vendor", "amount", "currency"]
+# Retries against a fake server need not wait like they would against a vendor.
+FAST_CLIENT = {"backoff_multiplier": 0.01, "backoff_max": 0.2, "timeout": (2.0, 5.0)}
 ACCOUNTS = {
     "6100": "crm_software", "6110": "crm_implementation", "6120": "crm_training",
     "6130": "crm_support", "6140": "crm_hardware", "6200": "sales_marketing",
@@ -94,12 +98,22 @@ def project(tmp_path: Path):
         con.close()
 
 
-def run_pipeline(settings: Settings) -> duckdb.DuckDBPyConnection:
-    """Load, stage and build every table; return an open connection on the result."""
+def run_pipeline(settings: Settings, client_options: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """Load files, sync API sources, stage and build every table; return a read-only connection.
+
+    `client_options` tune the API connectors' HTTP client (e.g. short backoffs against a fake).
+    """
     with connect(settings.duckdb_path, settings) as con:
         for stream in RAW_STREAMS:
             for spec in stream_inputs(settings, stream):
                 load_stream(con, spec)
+        for name, config in settings.api_sources():
+            connector = open_connector(config, client_options or FAST_CLIENT)
+            try:
+                for stream in API_STREAMS[config.kind]:
+                    sync_stream(con, name, connector, stream)
+            finally:
+                connector.close()
         for table in STAGING_TABLES:
             build_staging(con, table)
         for table in MART_TABLES:

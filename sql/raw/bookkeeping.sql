@@ -24,3 +24,13 @@ CREATE TABLE IF NOT EXISTS quarantine.rejected_rows (
     batch_id    BIGINT,
     rejected_at TIMESTAMP NOT NULL
 );
+
+-- The incremental cursor of each API source stream, moved in the transaction
+-- that commits the rows it covers.
+CREATE TABLE IF NOT EXISTS raw.sync_state (
+    source     VARCHAR NOT NULL,
+    stream     VARCHAR NOT NULL,
+    cursor     VARCHAR NOT NULL,
+    updated_at TIMESTAMP NOT NULL,
+    PRIMARY KEY (source, stream)
+);
