@@ -16,6 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from connectors.files.profiles import CANONICAL_COLUMNS
+from connectors.http import ApiError
 from connectors.records import ApiSource, TableRows
 from pipelines.warehouse import transaction
 
@@ -29,6 +30,7 @@ class SyncResult:
     updated: dict[str, int] = field(default_factory=dict)
     deleted: int = 0
     duration_s: float = 0.0
+    error: str | None = None  # why the sync stopped early; what was committed before stays
 
 
 def read_cursor(con: duckdb.DuckDBPyConnection, source: str, stream: str) -> str | None:
@@ -88,14 +90,19 @@ def sync_stream(con: duckdb.DuckDBPyConnection, source_name: str, connector: Api
     started = time.monotonic()
     result = SyncResult(cursor_before=read_cursor(con, source_name, stream))
     result.cursor_after = result.cursor_before
-    for page in connector.read(stream, None if full else result.cursor_before):
-        with transaction(con):
-            batch_id = con.execute("SELECT nextval('raw.batch_seq')").fetchone()[0]
-            for table, part in page.tables.items():
-                _upsert(con, source_name, table, batch_id, part, result)
-            if page.cursor is not None:
-                _write_cursor(con, source_name, stream, page.cursor)
-                result.cursor_after = page.cursor
-        result.pages += 1
+    try:
+        for page in connector.read(stream, None if full else result.cursor_before):
+            with transaction(con):
+                batch_id = con.execute("SELECT nextval('raw.batch_seq')").fetchone()[0]
+                for table, part in page.tables.items():
+                    _upsert(con, source_name, table, batch_id, part, result)
+                if page.cursor is not None:
+                    _write_cursor(con, source_name, stream, page.cursor)
+                    result.cursor_after = page.cursor
+            result.pages += 1
+    except ApiError as exc:
+        # A quota, an outage or bad credentials stop this stream; pages committed so far
+        # and their cursor stay, and the next run resumes from there.
+        result.error = f"{type(exc).__name__}: {exc}"
     result.duration_s = round(time.monotonic() - started, 3)
     return result

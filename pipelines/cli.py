@@ -18,7 +18,6 @@ from tabulate import tabulate
 from connectors.files.reader import ExportFileError
 from pipelines.config import ConfigError, Settings, load_settings
 from pipelines.raw_files import required_streams_present
-from pipelines.warehouse import RAW_STREAMS
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "data" / "sample" / "crm_roi.yaml"
 
@@ -61,7 +60,8 @@ def run_nightly(config_file: Path | str | None, full_reload: bool = False) -> Se
     job = build_defs(str(config_file) if config_file else None).resolve_job_def("nightly")
     run_config = {
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
-        "ops": {f"raw__{stream}": {"config": {"full_reload": full_reload}} for stream in RAW_STREAMS},
+        "ops": {node.name: {"config": {"full_reload": full_reload}}
+                for node in job.nodes if node.name.startswith("raw__")},
     }
     with _instance() as instance:
         result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
@@ -110,7 +110,7 @@ def cli() -> None:
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Config file (default: $CRM_ROI_CONFIG, else ./crm_roi.yaml).")
 @click.option("--full-reload", is_flag=True,
-              help="Reload every export file from scratch (after a file was corrected in place).")
+              help="Reload every export file and fully resync every API source (after a correction).")
 def run(config_file: str | None, full_reload: bool) -> None:
     """Run the nightly job now: load new exports, rebuild staging, KPI and ROI tables."""
     settings = run_nightly(config_file, full_reload)

@@ -7,26 +7,28 @@ from __future__ import annotations
 
 import dagster as dg
 
+from pipelines.assets.api import api_assets, api_deps_by_table
 from pipelines.assets.marts import mart_assets
 from pipelines.assets.raw import raw_assets
 from pipelines.assets.staging import staging_assets
-from pipelines.config import ConfigError, config_path, load_settings
+from pipelines.config import ConfigError, Settings, config_path, load_settings
 from pipelines.resources import CrmRoi
 
 DEFAULT_CRON = "0 2 * * *"
 
 
-def _cron(config_file: str) -> str:
-    """The schedule's cron from the config; a broken config fails the run, not the code location."""
+def _settings_or_none(config_file: str) -> Settings | None:
+    """A broken config fails the run with its one-line error, not the code location's load."""
     try:
-        return load_settings(config_file).schedule_cron
+        return load_settings(config_file)
     except ConfigError:
-        return DEFAULT_CRON
+        return None
 
 
 def build_defs(config_file: str | None = None) -> dg.Definitions:
     """Definitions bound to one config file (the CLI's --config, else CRM_ROI_CONFIG or ./crm_roi.yaml)."""
     config_file = str(config_path(config_file))
+    settings = _settings_or_none(config_file)
     # Every step writes the one DuckDB file, so steps run one at a time anyway:
     # the in-process executor saves a Python start-up per step (seconds each).
     nightly = dg.define_asset_job(
@@ -38,11 +40,11 @@ def build_defs(config_file: str | None = None) -> dg.Definitions:
     schedule = dg.ScheduleDefinition(
         name="nightly_schedule",
         job=nightly,
-        cron_schedule=_cron(config_file),
+        cron_schedule=settings.schedule_cron if settings else DEFAULT_CRON,
         execution_timezone="UTC",
     )
     return dg.Definitions(
-        assets=[*raw_assets, *staging_assets, *mart_assets],
+        assets=[*raw_assets, *api_assets(settings), *staging_assets(api_deps_by_table(settings)), *mart_assets],
         jobs=[nightly],
         schedules=[schedule],
         resources={"crm_roi": CrmRoi(config_file=config_file)},

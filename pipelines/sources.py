@@ -15,6 +15,14 @@ API_STREAMS = {
     "salesforce": ("opportunities", "accounts"),
     "pipedrive": ("deals", "organizations"),
 }
+# The raw tables each API stream writes.
+STREAM_TABLES = {
+    "deals": ("deals", "deal_stage_history"),
+    "opportunities": ("deals", "deal_stage_history"),
+    "companies": ("customers",),
+    "accounts": ("customers",),
+    "organizations": ("customers",),
+}
 
 
 def open_connector(

@@ -111,7 +111,9 @@ def run_pipeline(settings: Settings, client_options: dict | None = None) -> duck
             connector = open_connector(config, client_options or FAST_CLIENT)
             try:
                 for stream in API_STREAMS[config.kind]:
-                    sync_stream(con, name, connector, stream)
+                    result = sync_stream(con, name, connector, stream)
+                    if result.error:
+                        raise RuntimeError(f"{name}/{stream}: {result.error}")
             finally:
                 connector.close()
         for table in STAGING_TABLES:

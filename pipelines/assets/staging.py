@@ -20,10 +20,10 @@ _UPSTREAM = {
 }
 
 
-def _staging_asset(table: str) -> dg.AssetsDefinition:
+def _staging_asset(table: str, api_deps: list[dg.AssetKey]) -> dg.AssetsDefinition:
     @dg.asset(
         key=["staging", table],
-        deps=[dg.AssetKey(k) for k in _UPSTREAM[table]],
+        deps=[*(dg.AssetKey(k) for k in _UPSTREAM[table]), *api_deps],
         group_name="staging",
         kinds={"duckdb"},
         pool=POOL,
@@ -49,4 +49,6 @@ def _staging_asset(table: str) -> dg.AssetsDefinition:
     return staging_table
 
 
-staging_assets = [_staging_asset(table) for table in STAGING_TABLES]
+def staging_assets(api_deps: dict[str, list[dg.AssetKey]]) -> list[dg.AssetsDefinition]:
+    """The staging tables; `api_deps` adds the API assets that feed each raw table."""
+    return [_staging_asset(table, api_deps.get(table, [])) for table in STAGING_TABLES]
