@@ -72,7 +72,7 @@ def run_nightly(config_file: Path | str | None, full_reload: bool = False) -> Se
 
 def summary_lines(settings: Settings) -> list[str]:
     """The short run summary: what was loaded and rejected, and the ROI headline."""
-    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+    with duckdb.connect(str(settings.published_path), read_only=True) as con:
         periods, complete = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE is_complete) FROM kpi.periodic"
         ).fetchone()
@@ -97,7 +97,7 @@ def summary_lines(settings: Settings) -> list[str]:
         "ROI              " + ("n/a (no CRM cost yet)" if roi_x is None else f"{roi_x:.2f}x ({roi_pct:.1f} %)"),
         "payback          " + ("not reached" if payback is None else f"{payback:g} months after go-live"),
         f"NPV              {money(npv)}",
-        f"tables           {settings.duckdb_path} (schemas kpi, roi, staging, quarantine)",
+        f"tables           {settings.published_path} (schemas kpi, roi, staging, quarantine)",
     ]
 
 
@@ -126,7 +126,7 @@ def demo(db_path: str) -> None:
     settings = run_nightly(DEMO_CONFIG)
     click.echo("\n".join(summary_lines(settings)))
     example = "SELECT period_start, roi_pct, payback_reached FROM roi.rolling"
-    click.echo(f'\nTry: crm-roi query --db {db_path} "{example}"')
+    click.echo(f'\nTry: crm-roi query --db {settings.published_path.name} "{example}"')
 
 
 @cli.command()
@@ -140,7 +140,7 @@ def query(sql: str, config_file: str | None, db_path: str | None, fmt: str) -> N
 
     Example: crm-roi query "SELECT period_start, roi_pct FROM roi.rolling"
     """
-    path = Path(db_path) if db_path else load_settings(config_file).duckdb_path
+    path = Path(db_path) if db_path else load_settings(config_file).published_path
     if not path.is_file():
         raise click.ClickException(f"no DuckDB file at {path}: run `crm-roi run` (or `demo`) first")
     with duckdb.connect(str(path), read_only=True) as con:

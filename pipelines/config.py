@@ -251,6 +251,11 @@ class Settings(_Strict):
                 if isinstance(s, API_SOURCE_TYPES)]
 
     @property
+    def published_path(self) -> Path:
+        """The read-only copy analysts open, beside the working file: crm_roi.duckdb -> crm_roi.published.duckdb."""
+        return self.duckdb_path.with_suffix(".published.duckdb")
+
+    @property
     def effective_as_of(self) -> dt.date:
         return self.as_of or dt.datetime.now(dt.UTC).date()
 

@@ -4,6 +4,7 @@ import dagster as dg
 
 from pipelines.assets.raw import POOL
 from pipelines.metadata import markdown_preview, table_metadata
+from pipelines.publish import publish
 from pipelines.resources import CrmRoi
 from pipelines.transform import STAGING_TABLES, build_mart
 
@@ -78,4 +79,26 @@ def _mart_asset(table: str) -> dg.AssetsDefinition:
     return mart
 
 
-mart_assets = [_mart_asset(table) for table in _MARTS]
+@dg.asset(
+    key=["publish", "analyst_copy"],
+    deps=[dg.AssetKey(["roi", "summary"]), dg.AssetKey(["kpi", "vs_baseline"])],
+    group_name="publish",
+    kinds={"duckdb"},
+    pool=POOL,
+    description=(
+        "The file analysts open (`<duckdb_path>.published.duckdb`): the staging, quarantine, KPI "
+        "and ROI tables, copied into a new file and swapped in atomically at the end of each run, "
+        "so readers never block the run and never see a half-built state."
+    ),
+)
+def analyst_copy(crm_roi: CrmRoi) -> dg.MaterializeResult:
+    with crm_roi.warehouse() as (settings, con):
+        counts = publish(con, settings.published_path)
+    return dg.MaterializeResult(metadata={
+        "path": dg.MetadataValue.path(str(settings.published_path)),
+        "tables": len(counts),
+        "rows": dg.MetadataValue.json(counts),
+    })
+
+
+mart_assets = [*(_mart_asset(table) for table in _MARTS), analyst_copy]
