@@ -114,6 +114,13 @@ def read_secret(ref: str) -> str:
     return os.environ[ref.removeprefix("env:")]
 
 
+def _tls_url(url: str) -> str:
+    """TLS stays on: plain http is accepted only for servers on this machine (the fakes)."""
+    if url.startswith("https://") or url.startswith(("http://127.0.0.1", "http://localhost")):
+        return url.rstrip("/")
+    raise ValueError(f"'{url}' must be an https:// URL (http only for 127.0.0.1/localhost)")
+
+
 class _ApiSource(_Strict):
     name: str | None = None
     base_url: str | None = None
@@ -123,13 +130,8 @@ class _ApiSource(_Strict):
 
     @field_validator("base_url")
     @classmethod
-    def _https_or_loopback(cls, url: str | None) -> str | None:
-        """TLS stays on: plain http is accepted only for servers on this machine (the fakes)."""
-        if url is None:
-            return url
-        if url.startswith("https://") or url.startswith(("http://127.0.0.1", "http://localhost")):
-            return url.rstrip("/")
-        raise ValueError(f"'{url}' must be an https:// URL (http only for 127.0.0.1/localhost)")
+    def _base_url_over_tls(cls, url: str | None) -> str | None:
+        return None if url is None else _tls_url(url)
 
 
 class HubSpotSource(_ApiSource):
@@ -149,6 +151,12 @@ class SalesforceSource(_ApiSource):
     client_secret: OptionalSecretRef = None
     refresh_token: OptionalSecretRef = None
     login_url: str = "https://login.salesforce.com"
+
+    @field_validator("login_url")
+    @classmethod
+    def _login_over_tls(cls, url: str) -> str:
+        """The refresh token is sent to login_url, so it gets the same TLS rule as base_url."""
+        return _tls_url(url)
     api_version: str = Field("v61.0", pattern=r"^v\d+\.\d$")
     bulk: bool = False
 

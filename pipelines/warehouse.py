@@ -118,6 +118,8 @@ def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
     for stream, columns in CANONICAL_COLUMNS.items():
         cols = ", ".join(f"{c} VARCHAR" for c in columns)
         con.execute(f"CREATE TABLE IF NOT EXISTS raw.{stream} ({cols}, {RAW_META_COLUMNS})")
+        for column in columns:  # a file made by an older release gains new canonical columns
+            con.execute(f"ALTER TABLE raw.{stream} ADD COLUMN IF NOT EXISTS {column} VARCHAR")
     con.execute(sql_text("raw/bookkeeping"))
 
 

@@ -57,7 +57,9 @@ class FakeServer:
 
     def start(self) -> FakeServer:
         self._server = make_server("127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        server = self._server
+        # A short poll interval makes shutdown (once per test) quick.
+        self._thread = threading.Thread(target=lambda: server.serve_forever(poll_interval=0.05), daemon=True)
         self._thread.start()
         return self
 

@@ -23,7 +23,7 @@ CANONICAL_COLUMNS: dict[str, dict[str, str]] = {
     "deal_stage_history": {"deal_id": TEXT, "stage": TEXT, "entered_at": TIMESTAMP},
     "customers": {
         "customer_id": TEXT, "name": TEXT, "started_at": TIMESTAMP,
-        "churned_at": TIMESTAMP, "mrr": NUMBER,
+        "churned_at": TIMESTAMP, "mrr": NUMBER, "is_deleted": BOOL,
     },
     "finance_gl": {
         "entry_id": TEXT, "posted_on": DATE, "account": TEXT, "description": TEXT,

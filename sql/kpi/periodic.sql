@@ -33,7 +33,7 @@ customers AS (
         started_at,
         CASE WHEN churned_at < getvariable('cutoff') THEN churned_at END AS churned_at
     FROM staging.customers
-    WHERE started_at < getvariable('cutoff')
+    WHERE started_at < getvariable('cutoff') AND NOT is_deleted
 ),
 starts AS (
     SELECT period_of(started_at) AS period_start, count(*) AS n FROM customers GROUP BY ALL

@@ -8,6 +8,9 @@ WITH parsed AS (
         parse_ts(r.started_at) AS started_at,
         parse_ts(r.churned_at) AS churned_at,
         parse_number(r.mrr) AS mrr,
+        -- Deleted or merged-away accounts (live CRM sources) count nowhere.
+        coalesce(parse_bool(r.is_deleted), false) AS is_deleted,
+        r.is_deleted AS raw_is_deleted,
         r.started_at AS raw_started_at, r.churned_at AS raw_churned_at, r.mrr AS raw_mrr,
         to_json(r) AS _payload, r._file, r._row_number, r._batch_id,
         row_number() OVER (
@@ -18,7 +21,7 @@ WITH parsed AS (
     FROM raw.customers AS r
 )
 SELECT
-    source, customer_id, name, started_at, churned_at, mrr, _batch_id AS batch_id,
+    source, customer_id, name, started_at, churned_at, mrr, is_deleted, _batch_id AS batch_id,
     customer_id AS _key,
     list_filter([
         CASE WHEN customer_id IS NULL THEN 'missing customer_id' END,
@@ -26,7 +29,8 @@ SELECT
              WHEN started_at IS NULL THEN 'unparseable started_at' END,
         CASE WHEN unparsed(raw_churned_at, churned_at) THEN 'unparseable churned_at' END,
         CASE WHEN churned_at < started_at THEN 'churned_at before started_at' END,
-        CASE WHEN unparsed(raw_mrr, mrr) THEN 'unparseable mrr' END
+        CASE WHEN unparsed(raw_mrr, mrr) THEN 'unparseable mrr' END,
+        CASE WHEN unparsed(raw_is_deleted, parse_bool(raw_is_deleted)) THEN 'unparseable is_deleted' END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
     _payload, _file, _row_number
 FROM parsed
