@@ -51,8 +51,12 @@ def _first_failure(result: dg.ExecuteInProcessResult) -> str:
     return "the run failed (see the Dagster logs)"
 
 
-def run_nightly(config_file: Path | str | None, full_reload: bool = False) -> Settings:
-    """Validate the config, then materialise the nightly job in this process."""
+def run_nightly(config_file: Path | str | None, full_reload: bool = False) -> tuple[Settings, list[str]]:
+    """Validate the config, then materialise the nightly job in this process.
+
+    Returns the settings and one line per source stream whose sync stopped early
+    (the run still built the tables from everything else).
+    """
     from pipelines.definitions import build_defs
 
     settings = load_settings(config_file)
@@ -67,7 +71,12 @@ def run_nightly(config_file: Path | str | None, full_reload: bool = False) -> Se
         result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
     if not result.success:
         raise RunFailed(_first_failure(result))
-    return settings
+    stopped = [
+        f"{check.asset_key.to_user_string()}: {check.metadata['error'].value}"
+        for check in result.get_asset_check_evaluations()
+        if check.check_name == "sync_succeeded" and not check.passed
+    ]
+    return settings, stopped
 
 
 def summary_lines(settings: Settings) -> list[str]:
@@ -113,8 +122,12 @@ def cli() -> None:
               help="Reload every export file and fully resync every API source (after a correction).")
 def run(config_file: str | None, full_reload: bool) -> None:
     """Run the nightly job now: load new exports, rebuild staging, KPI and ROI tables."""
-    settings = run_nightly(config_file, full_reload)
+    settings, stopped = run_nightly(config_file, full_reload)
     click.echo("\n".join(summary_lines(settings)))
+    if stopped:
+        for line in stopped:
+            click.echo(f"error: sync stopped early, {line}", err=True)
+        sys.exit(1)
 
 
 @cli.command()
@@ -123,7 +136,7 @@ def run(config_file: str | None, full_reload: bool) -> None:
 def demo(db_path: str) -> None:
     """Run the nightly job on the bundled demo exports (no servers, no credentials)."""
     os.environ["CRM_ROI_DUCKDB"] = str(Path(db_path).resolve())
-    settings = run_nightly(DEMO_CONFIG)
+    settings, _ = run_nightly(DEMO_CONFIG)
     click.echo("\n".join(summary_lines(settings)))
     example = "SELECT period_start, roi_pct, payback_reached FROM roi.rolling"
     click.echo(f'\nTry: crm-roi query --db {settings.published_path.name} "{example}"')
