@@ -247,6 +247,6 @@ class ApiClient:
         self.stats.retries += 1
 
     def _error(self, response: requests.Response, what: str, kind: type[ApiError] = ApiError) -> ApiError:
-        body = response.text[:300].replace("\n", " ")
+        body = response.text[:1000].replace("\n", " ")
         message = f"{response.request.method} {response.url}: {what}: HTTP {response.status_code} {body}"
         return kind(self.redact(message), status=response.status_code)

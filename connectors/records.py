@@ -22,6 +22,9 @@ class TableRows:
 
     key_column: str
     rows: list[dict[str, str | None]]
+    # Records the CRM no longer holds at all (merged into another): their stored rows are
+    # removed, so an incremental chain ends exactly where a full sync of the final state does.
+    deleted_keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

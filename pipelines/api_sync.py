@@ -52,7 +52,7 @@ def _upsert(con: duckdb.DuckDBPyConnection, source: str, table: str, batch_id: i
     columns = list(CANONICAL_COLUMNS[table])
     if part.key_column not in columns:
         raise ValueError(f"{table} has no column {part.key_column}")
-    keys = sorted({r.get(part.key_column) for r in part.rows if r.get(part.key_column)})
+    keys = sorted({r.get(part.key_column) for r in part.rows if r.get(part.key_column)} | set(part.deleted_keys))
     # Identifiers come from CANONICAL_COLUMNS (checked above); every value is bound.
     existing = con.execute(
         f"SELECT count(DISTINCT {part.key_column}) FROM raw.{table} "  # noqa: S608
@@ -79,9 +79,9 @@ def _upsert(con: duckdb.DuckDBPyConnection, source: str, table: str, batch_id: i
     finally:
         con.unregister("_page")
     result.updated[table] = result.updated.get(table, 0) + existing
-    result.new[table] = result.new.get(table, 0) + len(keys) - existing
+    result.new[table] = result.new.get(table, 0) + len(keys) - len(part.deleted_keys) - existing
     if table == "deals":
-        result.deleted += sum(1 for r in part.rows if r.get("is_deleted") == "true")
+        result.deleted += sum(1 for r in part.rows if r.get("is_deleted") == "true") + len(part.deleted_keys)
 
 
 def sync_stream(con: duckdb.DuckDBPyConnection, source_name: str, connector: ApiSource,

@@ -133,13 +133,58 @@ def run(config_file: str | None, full_reload: bool) -> None:
 @cli.command()
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), default="crm_roi_demo.duckdb",
               show_default=True, help="DuckDB file to build.")
-def demo(db_path: str) -> None:
+@click.option("--live", is_flag=True,
+              help="Sync the demo deals and companies from a local fake HubSpot over HTTP instead of files.")
+def demo(db_path: str, live: bool) -> None:
     """Run the nightly job on the bundled demo exports (no servers, no credentials)."""
     os.environ["CRM_ROI_DUCKDB"] = str(Path(db_path).resolve())
-    settings, _ = run_nightly(DEMO_CONFIG)
+    if live:
+        settings = _live_demo()
+    else:
+        settings, _ = run_nightly(DEMO_CONFIG)
     click.echo("\n".join(summary_lines(settings)))
     example = "SELECT period_start, roi_pct, payback_reached FROM roi.rolling"
     click.echo(f'\nTry: crm-roi query --db {settings.published_path.name} "{example}"')
+
+
+def _live_demo() -> Settings:
+    """The demo with deals and companies served by a fake HubSpot on 127.0.0.1.
+
+    A new user sees a real sync (paging, rate limits, incremental cursor) without
+    an account: the fake holds the demo's deals, the config points at it, and a
+    second run shows the incremental sync fetching only what changed.
+    """
+    import secrets
+    import tempfile
+
+    import yaml
+
+    from connectors.fakes.hubspot import FakeHubSpot
+
+    token = secrets.token_urlsafe(24)
+    os.environ["CRM_ROI_DEMO_HUBSPOT_TOKEN"] = token
+    fake = FakeHubSpot.from_canonical(DEMO_CONFIG.parent, token=token)
+    config = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
+    with fake.running(), tempfile.TemporaryDirectory() as folder:
+        config["sources"] = [
+            {"kind": "hubspot", "name": "hubspot", "token": "env:CRM_ROI_DEMO_HUBSPOT_TOKEN",
+             "base_url": fake.base_url, "columns": {"churned_at": "churn_date", "mrr": "mrr"}},
+            {"kind": "files", "name": "demo_files", "path": str(DEMO_CONFIG.parent),
+             "files": {"deals": None, "deal_stage_history": None, "customers": None}},
+        ]
+        config["finance"]["path"] = str(DEMO_CONFIG.parent / config["finance"]["path"])
+        live_config = Path(folder) / "crm_roi.yaml"
+        live_config.write_text(yaml.safe_dump(config), encoding="utf-8")
+        click.echo(f"fake HubSpot on {fake.base_url}: {len(fake.deals):,} deals, {len(fake.companies):,} companies")
+        settings, stopped = run_nightly(live_config)
+        click.echo(f"full sync: {len(fake.log):,} HTTP requests")
+        first = len(fake.log)
+        fake.update_deals(list(fake.deals)[:25], name="Renamed in the CRM")
+        run_nightly(live_config)
+        click.echo(f"incremental sync after 25 deals changed: {len(fake.log) - first:,} HTTP requests")
+    for line in stopped:
+        click.echo(f"error: sync stopped early, {line}", err=True)
+    return settings
 
 
 @cli.command()

@@ -56,7 +56,8 @@ class FilesSource(_Strict):
     name: str | None = None
     path: Path
     profile: Literal["canonical", "hubspot_export", "salesforce_export", "pipedrive_export", "custom"] = "canonical"
-    files: dict[str, str] = Field(default_factory=dict)
+    # canonical stream -> file name or glob; null: this source does not provide the stream
+    files: dict[str, str | None] = Field(default_factory=dict)
     columns: dict[str, str] = Field(default_factory=dict)
     won_stages: list[str] = Field(default_factory=list)
     lost_stages: list[str] = Field(default_factory=list)
@@ -72,7 +73,7 @@ class FilesSource(_Strict):
 
     @field_validator("files")
     @classmethod
-    def _known_streams(cls, files: dict[str, str]) -> dict[str, str]:
+    def _known_streams(cls, files: dict[str, str | None]) -> dict[str, str | None]:
         unknown = sorted(set(files) - set(STREAMS))
         if unknown:
             raise ValueError(f"unknown stream '{unknown[0]}' (expected one of {', '.join(STREAMS)})")

@@ -52,6 +52,8 @@ def _stream_files(source: FilesSource, stream: str) -> tuple[Path, ...]:
     """A stream's files in name order: the configured name, else `<stream>.csv` and `<stream>_*.csv`."""
     if stream in source.files:
         pattern = source.files[stream]
+        if pattern is None:
+            return ()
         found = sorted(source.path.glob(pattern))
         return tuple(p for p in found if p.is_file())
     found = [*source.path.glob(f"{stream}.csv"), *source.path.glob(f"{stream}_*.csv")]

@@ -139,3 +139,20 @@ def test_a_file_changed_in_place_needs_full_reload(tmp_path: Path):
         assert con.execute("SELECT count(*) FROM raw.deals").fetchone()[0] == len(lines) - 1
         amounts = con.execute("SELECT amount FROM staging.deals WHERE deal_id = ?", [deal_id]).fetchall()
     assert amounts == [(123456.0,)]
+
+
+def test_live_demo_syncs_from_a_fake_hubspot_to_the_same_numbers(demo_db, tmp_path: Path):
+    done = crm_roi("demo", "--live", "--db", "live.duckdb", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "fake HubSpot on http://127.0.0.1:" in done.stdout
+    full = int(done.stdout.split("full sync: ")[1].split()[0].replace(",", ""))
+    incremental = int(done.stdout.split("changed: ")[1].split()[0].replace(",", ""))
+    assert 0 < incremental < full / 5
+    # The same records over HTTP give the same ROI as the files demo.
+    files_path, _ = demo_db
+    query = "SELECT cumulative_benefit, cumulative_cost, npv FROM roi.summary"
+    with duckdb.connect(str(files_path), read_only=True) as con:
+        from_files = con.execute(query).fetchone()
+    with duckdb.connect(str(tmp_path / "live.published.duckdb"), read_only=True) as con:
+        from_api = con.execute(query).fetchone()
+    assert from_api == pytest.approx(from_files, rel=1e-9)
