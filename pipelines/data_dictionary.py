@@ -58,6 +58,13 @@ DICTIONARY: dict[str, dict[str, str]] = {
         "delta": "value - baseline.",
         "delta_pct": "delta / baseline as a fraction; null when the baseline is 0 or null.",
     },
+    "kpi.stage_durations": {
+        "period_start": "The period in which deals left the stage.",
+        "stage": "The stage (as the CRM names it).",
+        "stage_exits": "Deals that left the stage in the period (deleted deals count nowhere).",
+        "days_in_stage_median": "Median days from entering the stage to entering the next one.",
+        "days_in_stage_mean": "Mean days from entering the stage to entering the next one.",
+    },
     "roi.rolling": {
         "period_start": "A complete period, from the earlier of go-live and the first CRM cost.",
         "incremental_revenue": "revenue_won - baseline revenue_won (0 before go-live).",

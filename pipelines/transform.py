@@ -16,7 +16,9 @@ from pipelines.warehouse import sql_text, transaction
 STAGING_TABLES = (
     "fx_rates", "deals", "deal_stage_history", "customers", "finance_gl", "csat", "crm_usage",
 )
-MART_TABLES = ("kpi.periodic", "kpi.baseline", "kpi.vs_baseline", "roi.rolling", "roi.summary")
+MART_TABLES = (
+    "kpi.periodic", "kpi.baseline", "kpi.vs_baseline", "kpi.stage_durations", "roi.rolling", "roi.summary",
+)
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,10 @@ STREAMS = ("deals", "deal_stage_history", "customers", "finance_gl", "fx_rates",
 EXPECTED_KEYS = {
     *(f"raw/{s}" for s in STREAMS),
     *(f"staging/{s}" for s in STREAMS),
-    "kpi/periodic", "kpi/baseline", "kpi/vs_baseline", "roi/rolling", "roi/summary",
+    "kpi/periodic", "kpi/baseline", "kpi/vs_baseline", "kpi/stage_durations", "roi/rolling", "roi/summary",
     "publish/analyst_copy",
 }
-OUTPUT_TABLES = ("kpi.periodic", "kpi.baseline", "kpi.vs_baseline", "roi.rolling", "roi.summary")
+OUTPUT_TABLES = ("kpi.periodic", "kpi.baseline", "kpi.vs_baseline", "kpi.stage_durations", "roi.rolling", "roi.summary")
 
 
 @pytest.fixture

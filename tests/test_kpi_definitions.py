@@ -579,3 +579,32 @@ def test_vs_baseline_has_every_kpi_of_every_period(project):
     kpis = {r["kpi"] for r in rows(con, "SELECT DISTINCT kpi FROM kpi.vs_baseline")}
     assert kpis == set(KPI_COLUMNS)
     assert con.execute("SELECT count(*) FROM kpi.vs_baseline").fetchone()[0] == 6 * 19
+
+
+def test_time_in_stage_per_period_of_exit(project):
+    # D1: entered 'qualified' Jan 10 00:00, 'proposal' Jan 13 12:00 (3.5 days), won Feb 2 12:00
+    #     (20 days in proposal, exits in February).
+    # D2: entered 'qualified' Jan 20, 'proposal' Jan 21 (1 day); still open: its proposal stay has no exit.
+    # D3 is deleted: its 100-day stay counts nowhere.
+    history = [
+        {"deal_id": "D1", "stage": "qualified", "entered_at": "2025-01-10T00:00:00Z"},
+        {"deal_id": "D1", "stage": "proposal", "entered_at": "2025-01-13T12:00:00Z"},
+        {"deal_id": "D1", "stage": "closedwon", "entered_at": "2025-02-02T12:00:00Z"},
+        {"deal_id": "D2", "stage": "qualified", "entered_at": "2025-01-20T00:00:00Z"},
+        {"deal_id": "D2", "stage": "proposal", "entered_at": "2025-01-21T00:00:00Z"},
+        {"deal_id": "D3", "stage": "qualified", "entered_at": "2024-10-01T00:00:00Z"},
+        {"deal_id": "D3", "stage": "proposal", "entered_at": "2025-01-09T00:00:00Z"},
+    ]
+    con = project(
+        deals=[deal("D1", "2025-01-10", "2025-02-02T12:00:00Z", won=True),
+               deal("D2", "2025-01-20"),
+               deal("D3", "2024-10-01", is_deleted="true")],
+        files={"deal_stage_history": (["deal_id", "stage", "entered_at"], history)},
+    )
+    got = rows(con, "SELECT * FROM kpi.stage_durations ORDER BY period_start, stage")
+    assert [(r["period_start"].isoformat(), r["stage"], r["stage_exits"]) for r in got] == [
+        ("2025-01-01", "qualified", 2), ("2025-02-01", "proposal", 1)]
+    # January: qualified stays of 3.5 and 1 days -> median 2.25, mean 2.25.
+    assert got[0]["days_in_stage_median"] == pytest.approx(2.25)
+    assert got[0]["days_in_stage_mean"] == pytest.approx(2.25)
+    assert got[1]["days_in_stage_median"] == pytest.approx(20.0)

@@ -32,6 +32,14 @@ _MARTS = {
         "SELECT period_start, kpi, value, baseline, delta_pct FROM kpi.vs_baseline "
         "WHERE kpi IN ('revenue_won', 'win_rate', 'churn_rate') ORDER BY period_start DESC, kpi",
     ),
+    "kpi.stage_durations": (
+        [dg.AssetKey(["kpi", "periodic"]), dg.AssetKey(["staging", "deal_stage_history"]),
+         dg.AssetKey(["staging", "deals"])],
+        "Time in stage: per period and stage, how many deals left the stage and their median and "
+        "mean days in it (from the stage history).",
+        "SELECT period_start, stage, stage_exits, days_in_stage_median FROM kpi.stage_durations "
+        "ORDER BY period_start DESC, stage",
+    ),
     "roi.rolling": (
         [dg.AssetKey(["kpi", "periodic"]), dg.AssetKey(["kpi", "baseline"]),
          dg.AssetKey(["staging", "finance_gl"])],
