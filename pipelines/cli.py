@@ -209,10 +209,22 @@ def query(sql: str, config_file: str | None, db_path: str | None, fmt: str) -> N
         import csv
 
         writer = csv.writer(sys.stdout)
-        writer.writerow(columns)
-        writer.writerows(rows)
+        writer.writerow([_spreadsheet_safe(c) for c in columns])
+        writer.writerows([_spreadsheet_safe(v) for v in row] for row in rows)
     else:
         click.echo(tabulate(rows, headers=columns, tablefmt="simple", floatfmt=",.4f"))
+
+
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _spreadsheet_safe(value: object) -> object:
+    """CSV injection guard (OWASP): a text cell a spreadsheet would run as a formula gets a
+    leading single quote, so `=HYPERLINK(...)` from a CRM field is shown, never evaluated.
+    Numbers, dates and nulls pass unchanged (a negative number is data, not a formula)."""
+    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
+        return "'" + value
+    return value
 
 
 def main() -> None:

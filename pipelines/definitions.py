@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import dagster as dg
 
 from pipelines.assets.api import api_assets, api_deps_by_table
@@ -13,8 +15,18 @@ from pipelines.assets.raw import raw_assets
 from pipelines.assets.staging import staging_assets
 from pipelines.config import ConfigError, Settings, config_path, load_settings
 from pipelines.resources import CrmRoi
+from pipelines.sensors import nightly_failure_alert
 
 DEFAULT_CRON = "0 2 * * *"
+# A missed night shows in the UI: KPI and ROI tables older than a day and a bit are stale.
+NIGHTLY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=25))
+
+
+def _fresh_nightly(spec: dg.AssetSpec) -> dg.AssetSpec:
+    """Freshness applied once, by layer, rather than repeated on every asset."""
+    if spec.group_name in ("kpi", "roi", "publish"):
+        return spec.replace_attributes(freshness_policy=NIGHTLY_FRESHNESS)
+    return spec
 
 
 def _settings_or_none(config_file: str) -> Settings | None:
@@ -44,9 +56,11 @@ def build_defs(config_file: str | None = None) -> dg.Definitions:
         execution_timezone="UTC",
     )
     return dg.Definitions(
-        assets=[*raw_assets, *api_assets(settings), *staging_assets(api_deps_by_table(settings)), *mart_assets],
+        assets=[*raw_assets, *api_assets(settings), *staging_assets(api_deps_by_table(settings)),
+                *dg.map_asset_specs(_fresh_nightly, mart_assets)],
         jobs=[nightly],
         schedules=[schedule],
+        sensors=[nightly_failure_alert],
         resources={"crm_roi": CrmRoi(config_file=config_file)},
     )
 

@@ -4,6 +4,7 @@ multiprocess), blocking Pandera checks, the schedule, and the `dagster` CLI."""
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shutil
 import subprocess
@@ -53,6 +54,10 @@ def test_asset_graph_is_complete_and_grouped_by_layer():
     blocking = {c.asset_key.to_user_string() for c in graph.asset_check_keys
                 if graph.get_check_spec(c).blocking}
     assert blocking == {k for k in EXPECTED_KEYS if k.startswith("staging/")}
+    # A missed night shows in the UI: KPI, ROI and the analysts' copy carry a freshness policy.
+    fresh = {k for k, node in specs.items() if node.freshness_policy is not None}
+    assert fresh == {k for k in EXPECTED_KEYS if k.split("/")[0] in ("kpi", "roi", "publish")}
+    assert [s.name for s in defs.sensors] == ["nightly_failure_alert"]
     # KPI tables wait for every staging table.
     upstream = {k.to_user_string() for k in graph.get(dg.AssetKey(["kpi", "periodic"])).parent_keys}
     assert {k for k in EXPECTED_KEYS if k.startswith("staging/")} <= upstream
@@ -71,8 +76,15 @@ def test_schedule_uses_the_configured_cron(demo_config: Path):
 
 def test_nightly_job_materializes_every_table(demo_config: Path):
     defs = build_defs(str(demo_config))
-    result = defs.resolve_job_def("nightly").execute_in_process(instance=dg.DagsterInstance.ephemeral())
+    instance = dg.DagsterInstance.ephemeral()
+    result = defs.resolve_job_def("nightly").execute_in_process(instance=instance)
     assert result.success
+    # Structured logs: one JSON event per load and staging step, with the figures on-call needs.
+    events = [json.loads(e.user_message) for e in instance.all_logs(result.run_id)
+              if e.user_message.startswith('{"')]
+    staged = {e["table"]: e for e in events if e["event"] == "staged"}
+    assert staged["deals"]["quarantined"] == 7 and staged["deals"]["rows_out"] > 5000
+    assert {e["stream"] for e in events if e["event"] == "files_loaded"} >= {"deals", "finance_gl"}
     materialized = {m.asset_key.to_user_string() for m in result.get_asset_materialization_events()
                     for m in [m.materialization]}
     assert materialized == EXPECTED_KEYS

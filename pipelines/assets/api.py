@@ -10,6 +10,7 @@ import dagster as dg
 from pipelines.api_sync import sync_stream
 from pipelines.assets.raw import POOL, RawLoadConfig
 from pipelines.config import Settings
+from pipelines.logs import log_event
 from pipelines.resources import CrmRoi
 from pipelines.sources import API_STREAMS, STREAM_TABLES, open_connector
 
@@ -44,6 +45,10 @@ def _api_asset(source: str, kind: str, stream: str) -> dg.AssetsDefinition:
         if result.error:
             context.log.error(f"{source}/{stream} stopped: {result.error}")
         stats = connector.stats
+        log_event(context, "api_synced", source=source, stream=stream, requests=stats.requests,
+                  retries=stats.retries, pages=result.pages, rows_new=sum(result.new.values()),
+                  rows_updated=sum(result.updated.values()), deleted=result.deleted,
+                  duration_s=result.duration_s, error=result.error)
         return dg.MaterializeResult(
             metadata={
                 "requests": stats.requests,

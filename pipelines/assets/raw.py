@@ -4,6 +4,7 @@ import time
 
 import dagster as dg
 
+from pipelines.logs import log_event
 from pipelines.raw_files import LoadResult, load_stream, required_streams_present, stream_inputs
 from pipelines.resources import CrmRoi
 from pipelines.warehouse import RAW_STREAMS, table_count
@@ -35,10 +36,9 @@ def _raw_asset(stream: str) -> dg.AssetsDefinition:
             total = LoadResult()
             for spec in stream_inputs(settings, stream):
                 result = load_stream(con, spec, full_reload=config.full_reload)
-                context.log.info(
-                    f"{spec.source}/{stream}: loaded {len(result.files_loaded)} file(s), "
-                    f"{result.rows_loaded} rows; skipped {len(result.files_skipped)} already loaded"
-                )
+                log_event(context, "files_loaded", source=spec.source, stream=stream,
+                          files=len(result.files_loaded), files_skipped=len(result.files_skipped),
+                          rows_in=result.rows_loaded)
                 total.files_loaded += result.files_loaded
                 total.files_skipped += result.files_skipped
                 total.rows_loaded += result.rows_loaded

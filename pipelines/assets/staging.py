@@ -1,9 +1,12 @@
 """Staging layer: typed, deduplicated, currency-converted rows; bad rows quarantined."""
 
+import time
+
 import dagster as dg
 
 from pipelines.assets.raw import POOL
 from pipelines.checks import check_specs, run_checks
+from pipelines.logs import log_event
 from pipelines.metadata import table_metadata
 from pipelines.resources import CrmRoi
 from pipelines.transform import STAGING_TABLES, build_staging
@@ -35,11 +38,14 @@ def _staging_asset(table: str, api_deps: list[dg.AssetKey]) -> dg.AssetsDefiniti
         ),
     )
     def staging_table(context: dg.AssetExecutionContext, crm_roi: CrmRoi) -> dg.MaterializeResult:
+        started = time.monotonic()
         with crm_roi.warehouse() as (_, con):
             result = build_staging(con, table)
             if result.rejected:
                 context.log.warning(f"staging.{table}: {result.rejected} row(s) quarantined")
             checks = run_checks(con, table)
+            log_event(context, "staged", table=table, rows_out=result.rows, quarantined=result.rejected,
+                      duration_s=round(time.monotonic() - started, 3))
             metadata = table_metadata(con, f"staging.{table}", result.rows)
         return dg.MaterializeResult(
             metadata={**metadata, "quarantined_rows": result.rejected},
