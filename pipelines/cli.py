@@ -7,6 +7,7 @@ exits non-zero; tracebacks are for bugs.
 from __future__ import annotations
 
 import os
+import socket
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from tabulate import tabulate
 from connectors.files.reader import ExportFileError
 from pipelines.config import ConfigError, Settings, load_settings
 from pipelines.raw_files import required_streams_present
+from pipelines.warehouse import WarehouseLocked, wait_until_writable
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "data" / "sample" / "crm_roi.yaml"
 
@@ -34,6 +36,37 @@ def _instance() -> dg.DagsterInstance:
     if not Path(home).is_dir():
         raise click.ClickException(f"DAGSTER_HOME {home} is not a folder: create it (with dagster.yaml) or unset it")
     return dg.DagsterInstance.get()
+
+
+RUN_PID_TAG, RUN_HOST_TAG = "crm_roi/pid", "crm_roi/host"
+
+
+def _process_gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """Fail the runs of this host whose process was killed, and free their pool slots.
+
+    A SIGKILLed process cannot release the `duckdb` concurrency slot it claimed,
+    so without this every later run in the instance would wait for it forever.
+    """
+    released = []
+    host = socket.gethostname()
+    for run in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED],
+                                               tags={RUN_HOST_TAG: host})):
+        pid = run.tags.get(RUN_PID_TAG, "")
+        if pid.isdigit() and int(pid) != os.getpid() and _process_gone(int(pid)):
+            instance.report_run_failed(run, message=f"crm-roi process {pid} ended without finishing the run")
+            instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+            released.append(run.run_id)
+    return released
 
 
 def _first_failure(result: dg.ExecuteInProcessResult) -> str:
@@ -61,6 +94,7 @@ def run_nightly(config_file: Path | str | None, full_reload: bool = False) -> tu
 
     settings = load_settings(config_file)
     required_streams_present(settings)
+    wait_until_writable(settings.duckdb_path)
     job = build_defs(str(config_file) if config_file else None).resolve_job_def("nightly")
     run_config = {
         "loggers": {"console": {"config": {"log_level": "WARNING"}}},
@@ -68,7 +102,9 @@ def run_nightly(config_file: Path | str | None, full_reload: bool = False) -> tu
                 for node in job.nodes if node.name.startswith("raw__")},
     }
     with _instance() as instance:
-        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
+        release_dead_runs(instance)
+        tags = {RUN_PID_TAG: str(os.getpid()), RUN_HOST_TAG: socket.gethostname()}
+        result = job.execute_in_process(instance=instance, run_config=run_config, tags=tags, raise_on_error=False)
     if not result.success:
         raise RunFailed(_first_failure(result))
     stopped = [
@@ -236,7 +272,7 @@ def main() -> None:
     except click.ClickException as exc:
         click.echo(f"error: {exc.format_message()}", err=True)
         sys.exit(exc.exit_code)
-    except (ConfigError, ExportFileError) as exc:
+    except (ConfigError, ExportFileError, WarehouseLocked) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     except duckdb.Error as exc:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,8 +30,22 @@ RAW_META_COLUMNS = (
 RAW_STREAMS = (*CANONICAL_COLUMNS,)
 
 
+class WarehouseLocked(RuntimeError):
+    """Another process held the DuckDB file for longer than the lock wait: a user-facing, one-line error."""
+
+
 def _is_lock_conflict(exc: BaseException) -> bool:
     return isinstance(exc, duckdb.IOException) and "lock" in str(exc).lower()
+
+
+def _locked_error(path: Path, exc: duckdb.IOException) -> WarehouseLocked:
+    holder = re.search(r"\(PID (\d+)\)", str(exc))
+    by = f"another process (PID {holder.group(1)})" if holder else "another process"
+    return WarehouseLocked(
+        f"{path}: locked by {by} for longer than {LOCK_WAIT_SECONDS:g} s "
+        "(CRM_ROI_LOCK_WAIT_SECONDS); wait for that run to finish or close the program holding "
+        "the file (analysts should open the .published.duckdb copy instead)"
+    )
 
 
 @retry(
@@ -83,7 +98,12 @@ def connect(
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
         new_file = not path.exists()
-    con = _open(path, read_only)
+    try:
+        con = _open(path, read_only)
+    except duckdb.IOException as exc:
+        if not _is_lock_conflict(exc):
+            raise
+        raise _locked_error(path, exc) from None
     try:
         if not read_only and new_file:
             os.chmod(path, 0o600)
@@ -96,6 +116,22 @@ def connect(
         yield con
     finally:
         con.close()
+
+
+def wait_until_writable(path: Path) -> None:
+    """Wait (up to the lock wait) until no other process holds the file; raise WarehouseLocked if one still does.
+
+    Run before a job starts, so a file held elsewhere fails the run with one line
+    instead of one failed step per asset.
+    """
+    if not path.exists():
+        return
+    try:
+        _open(path, read_only=False).close()
+    except duckdb.IOException as exc:
+        if not _is_lock_conflict(exc):
+            raise
+        raise _locked_error(path, exc) from None
 
 
 @contextmanager

@@ -10,6 +10,16 @@ CREATE OR REPLACE TEMP MACRO parse_ts(s) AS
 
 CREATE OR REPLACE TEMP MACRO parse_date(s) AS CAST(parse_ts(s) AS DATE);
 
+-- Plausibility window for business timestamps: [1900-01-01, 2100-01-01) UTC.
+-- A value outside it is a placeholder or a typo, not a date: "0001-01-01" and
+-- "1899-12-30" are tool defaults (.NET, Excel's day zero), "9999-12-31" means "never",
+-- and "2205" is a slipped "2025". A finance analyst wants such a row quarantined
+-- ('implausible <column>') rather than silently counted in no period or, as an
+-- updated_at, winning every duplicate. Dates between 1900 and 1970 are kept: a
+-- customer since 1965 is rare but real, and nothing in the method needs Unix time.
+CREATE OR REPLACE TEMP MACRO implausible_ts(t) AS
+    t < TIMESTAMP '1900-01-01' OR t >= TIMESTAMP '2100-01-01';
+
 -- Plain decimals, also with a currency symbol or code, thousands separators
 -- ("1,000.50") or accounting negatives ("(500.00)"). NaN and infinity do not parse.
 CREATE OR REPLACE TEMP MACRO strip_currency(s) AS
@@ -17,12 +27,18 @@ CREATE OR REPLACE TEMP MACRO strip_currency(s) AS
 -- Symbols may sit outside or inside accounting parentheses: "$(250.00)", "($1,000.50)".
 CREATE OR REPLACE TEMP MACRO clean_number(s) AS
     strip_currency(regexp_replace(strip_currency(trim(s)), '^\((.*)\)$', '-\1'));
+-- After cleaning, only a plain decimal (optionally with an exponent) is cast: DuckDB's
+-- own cast would also take "1_000", so anything else is refused rather than guessed.
+-- A European decimal comma ("1.234,50 €") does not parse (rejected with its reason):
+-- "1,234" is a thousand in one convention and 1.234 in the other, so no guess is safe.
+-- A lone "1.234" is read with a decimal point, as in ISO and every canonical export.
 CREATE OR REPLACE TEMP MACRO parse_number(s) AS (
-    WITH c AS (SELECT clean_number(s) AS v)
+    WITH c AS (SELECT clean_number(s) AS v),
+    d AS (SELECT CASE WHEN regexp_full_match(v, '[+-]?\d{1,3}(,\d{3})+(\.\d+)?')
+                      THEN replace(v, ',', '') ELSE v END AS v FROM c)
     SELECT CASE WHEN isfinite(x) THEN x END
-    FROM (SELECT try_cast(
-            CASE WHEN regexp_full_match(v, '-?\d{1,3}(,\d{3})+(\.\d+)?') THEN replace(v, ',', '') ELSE v END
-            AS DOUBLE) AS x FROM c));
+    FROM (SELECT CASE WHEN regexp_full_match(v, '[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?')
+                      THEN try_cast(v AS DOUBLE) END AS x FROM d));
 
 CREATE OR REPLACE TEMP MACRO parse_bool(s) AS
     CASE WHEN lower(trim(s)) IN ('true', 't', '1', 'yes', 'y') THEN true

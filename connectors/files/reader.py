@@ -25,6 +25,10 @@ from connectors.files.profiles import (
 
 SNIFF_BYTES = 1 << 16
 DELIMITERS = (",", ";", "\t", "|")
+# A line (a row, with its quoted multi-line fields) may be up to 16 MB. The read buffer is
+# set explicitly: DuckDB's default is 16 lines' worth (256 MB per buffer, several in flight),
+# which made a large file cost ~1 GB of memory; 32 MB buffers keep the read streamed.
+MAX_LINE_BYTES = 16 << 20
 
 
 class ExportFileError(ValueError):
@@ -55,6 +59,10 @@ def sniff(path: Path) -> FileFormat:
         raise ExportFileError(f"{path.name}: the file is empty")
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         encoding, text = "utf-16", head.decode("utf-16", errors="ignore")
+    elif b"\x00" in head:
+        # UTF-8 text never holds NUL; every other byte NUL is UTF-16 saved without its BOM.
+        kind = "UTF-16 without a byte-order mark" if _looks_utf16(head) else "binary (NUL bytes)"
+        raise ExportFileError(f"{path.name}: not UTF-8, looks like {kind}; re-export it as UTF-8")
     else:
         encoding = "utf-8"
         try:
@@ -74,10 +82,31 @@ def sniff(path: Path) -> FileFormat:
     return FileFormat(delimiter=delimiter, encoding=encoding, header=header)
 
 
+def _looks_utf16(head: bytes) -> bool:
+    """Mostly-ASCII UTF-16 text: the NULs sit at the odd (LE) or even (BE) byte offsets."""
+    sample = head[:4096]
+    halves = sample[0::2].count(0), sample[1::2].count(0)
+    return max(halves) >= len(sample) // 4 and min(halves) <= max(halves) // 10
+
+
 def _split_header(line: str, delimiter: str) -> list[str]:
     import csv
 
     return [h.strip() for h in next(csv.reader([line], delimiter=delimiter))]
+
+
+def _column_names(path: Path, header: tuple[str, ...], used: set[str]) -> list[str]:
+    """One unique name per column of the file, in order. A blank or repeated header that
+    is not read keeps a placeholder name; a repeated header that is read is ambiguous."""
+    names: list[str] = []
+    for position, name in enumerate(header, start=1):
+        if header.count(name) > 1 and name in used:
+            raise ExportFileError(
+                f"{path.name}: column '{name}' appears {header.count(name)} times; "
+                "keep one and re-export"
+            )
+        names.append(name if name and header.count(name) == 1 else f"_column_{position}")
+    return names
 
 
 def _quote(identifier: str) -> str:
@@ -87,10 +116,11 @@ def _quote(identifier: str) -> str:
 
 def csv_error_message(path: Path, error: Exception) -> str:
     """DuckDB's CSV error, cut to the line and the reason, naming the file."""
-    lines = [ln.strip() for ln in str(error).splitlines() if ln.strip()]
+    lines = [ln.strip().removeprefix("Invalid Input Error: ") for ln in str(error).splitlines()
+             if ln.strip()]
     where = next((ln for ln in lines if ln.startswith("CSV Error on Line")), lines[0] if lines else "")
     if "not utf-8 encoded" in str(error):
-        return f"{path.name}: not UTF-8 ({where.removeprefix('Invalid Input Error: ')}); re-export it as UTF-8"
+        return f"{path.name}: not UTF-8 ({where}); re-export it as UTF-8"
     reason = next(
         (ln for ln in lines[1:] if not ln.startswith(("Original Line", "Possible Solution", "file =")))
         , "")
@@ -162,20 +192,26 @@ def landing_query(
             params["deleted"] = list(profile.deleted_values)
             columns["is_deleted"] = f"CASE WHEN list_contains($deleted, {status}) THEN 'true' END"
 
+    # The dialect is known (sniffed above), so DuckDB's own sniffer is off and the columns
+    # are the header's: a damaged file then fails with the line and the reason ("unterminated
+    # quote", "expected 14 columns, found 5") instead of "could not detect the dialect".
+    names = _column_names(path, fmt.header, {h for heads in present.values() for h in heads})
+    params["columns"] = dict.fromkeys(names, "VARCHAR")
     select = ", ".join(f"{expr} AS {col}" for col, expr in columns.items())
-    all_empty = " AND ".join(f"{_quote(h)} IS NULL" for h in fmt.header)
+    all_empty = " AND ".join(f"{_quote(h)} IS NULL" for h in names)
     where = f"NOT ({all_empty})"
     padding = ""
     if profile.has_footer:
-        first = _quote(fmt.header[0])
-        rest_empty = " AND ".join(f"{_quote(h)} IS NULL" for h in fmt.header[1:]) or "TRUE"
+        first = _quote(names[0])
+        rest_empty = " AND ".join(f"{_quote(h)} IS NULL" for h in names[1:]) or "TRUE"
         params["footer"] = FOOTER_PATTERN
         where += f" AND NOT (coalesce(regexp_full_match({first}, $footer), false) AND {rest_empty})"
         padding = "null_padding = true, parallel = false, "
     # Headers are quoted identifiers checked against the file's header line; values are bound.
     sql = (
         f"SELECT {select} FROM read_csv($path, delim = $delim, encoding = $encoding, "  # noqa: S608
-        f"header = true, all_varchar = true, {padding}quote = '\"', escape = '\"', "
-        f"max_line_size = 16777216) WHERE {where}"
+        f"header = true, auto_detect = false, columns = $columns, {padding}"
+        "quote = '\"', escape = '\"', "
+        f"max_line_size = {MAX_LINE_BYTES}, buffer_size = {2 * MAX_LINE_BYTES}) WHERE {where}"
     )
     return sql, params

@@ -26,8 +26,10 @@ SELECT
     list_filter([
         CASE WHEN customer_id IS NULL THEN 'missing customer_id' END,
         CASE WHEN raw_started_at IS NULL THEN 'missing started_at'
-             WHEN started_at IS NULL THEN 'unparseable started_at' END,
-        CASE WHEN unparsed(raw_churned_at, churned_at) THEN 'unparseable churned_at' END,
+             WHEN started_at IS NULL THEN 'unparseable started_at'
+             WHEN implausible_ts(started_at) THEN 'implausible started_at' END,
+        CASE WHEN unparsed(raw_churned_at, churned_at) THEN 'unparseable churned_at'
+             WHEN implausible_ts(churned_at) THEN 'implausible churned_at' END,
         CASE WHEN churned_at < started_at THEN 'churned_at before started_at' END,
         CASE WHEN unparsed(raw_mrr, mrr) THEN 'unparseable mrr' END,
         CASE WHEN unparsed(raw_is_deleted, parse_bool(raw_is_deleted)) THEN 'unparseable is_deleted' END

@@ -3,7 +3,8 @@
 -- later file, then later line); the survivor is then checked against the row
 -- rules and, if it fails, quarantined with every reason, so an older version
 -- never comes back. A row with an unparseable updated_at cannot be ordered and
--- is judged on its own.
+-- is judged on its own, as is one with an implausible updated_at (outside
+-- 1900..2100, see implausible_ts in macros.sql: a "9999-12-31" must not win).
 WITH parsed AS (
     SELECT
         r._source AS source,
@@ -31,6 +32,7 @@ ranked AS (
         row_number() OVER (
             PARTITION BY source,
                 CASE WHEN deal_id IS NULL OR unparsed(raw_updated_at, updated_at_given)
+                          OR implausible_ts(updated_at_given)
                      THEN 'row:' || _batch_id || ':' || _row_number ELSE 'key:' || deal_id END
             ORDER BY coalesce(updated_at_given, greatest(created_at, closed_at)) DESC NULLS LAST,
                      _batch_id DESC, _row_number DESC
@@ -59,16 +61,19 @@ SELECT
     list_filter([
         CASE WHEN deal_id IS NULL THEN 'missing deal_id' END,
         CASE WHEN raw_created_at IS NULL THEN 'missing created_at'
-             WHEN created_at IS NULL THEN 'unparseable created_at' END,
+             WHEN created_at IS NULL THEN 'unparseable created_at'
+             WHEN implausible_ts(created_at) THEN 'implausible created_at' END,
         CASE WHEN raw_is_closed IS NULL THEN 'missing is_closed'
              WHEN is_closed IS NULL THEN 'unparseable is_closed' END,
         CASE WHEN raw_is_won IS NULL THEN 'missing is_won'
              WHEN is_won IS NULL THEN 'unparseable is_won' END,
         CASE WHEN unparsed(raw_amount, amount) THEN 'unparseable amount' END,
-        CASE WHEN unparsed(raw_updated_at, updated_at_given) THEN 'unparseable updated_at' END,
+        CASE WHEN unparsed(raw_updated_at, updated_at_given) THEN 'unparseable updated_at'
+             WHEN implausible_ts(updated_at_given) THEN 'implausible updated_at' END,
         CASE WHEN unparsed(raw_is_deleted, parse_bool(raw_is_deleted)) THEN 'unparseable is_deleted' END,
         CASE WHEN is_closed AND raw_closed_at IS NULL THEN 'is_closed without closed_at'
-             WHEN is_closed AND closed_at IS NULL THEN 'unparseable closed_at' END,
+             WHEN is_closed AND closed_at IS NULL THEN 'unparseable closed_at'
+             WHEN implausible_ts(closed_at) THEN 'implausible closed_at' END,
         CASE WHEN is_won AND NOT is_closed THEN 'is_won while not is_closed' END,
         CASE WHEN CAST(closed_at AS DATE) < CAST(created_at AS DATE)
              THEN 'closed_at before created_at' END,

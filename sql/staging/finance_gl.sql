@@ -35,7 +35,8 @@ SELECT
     list_filter([
         CASE WHEN entry_id IS NULL THEN 'missing entry_id' END,
         CASE WHEN raw_posted_on IS NULL THEN 'missing posted_on'
-             WHEN posted_on IS NULL THEN 'unparseable posted_on' END,
+             WHEN posted_on IS NULL THEN 'unparseable posted_on'
+             WHEN implausible_ts(posted_on) THEN 'implausible posted_on' END,
         CASE WHEN account IS NULL THEN 'missing account' END,
         CASE WHEN raw_amount IS NULL THEN 'missing amount'
              WHEN amount IS NULL THEN 'unparseable amount' END,
