@@ -36,7 +36,6 @@ COST_CATEGORIES = (
     "sales_marketing",
     "operating_cost",
 )
-FILE_PROFILES = ("canonical", "hubspot_export", "salesforce_export", "pipedrive_export", "custom")
 STREAMS = ("deals", "deal_stage_history", "customers", "fx_rates", "csat", "crm_usage")
 MONTHS_PER_PERIOD = {"month": 1.0, "quarter": 3.0, "week": 12.0 / 52.0}
 
