@@ -435,4 +435,6 @@ def test_very_large_file_is_streamed_under_a_memory_cap(tmp_path):
     # Resident memory (Python and DuckDB included, ~90 MB before any work) stays below the
     # file's size: the read is streamed in 32 MB buffers and the landing table spills to disk.
     # (With DuckDB's default 256 MB CSV buffers this was over twice the file's size.)
-    assert result["maxrss_kb"] * 1024 < 0.85 * size, (result, size)
+    # 1.9M rows as Python objects would take several GB; streamed, the process stays near its
+    # import footprint (~150 MB) plus DuckDB's 128 MB limit, whatever the file's size.
+    assert result["maxrss_kb"] * 1024 < 640 << 20, (result, size)
