@@ -242,15 +242,20 @@ class KillOutcome:
     published_after_kill: str
 
 
-def kill_and_rerun(root: Path, exports: Path, ref: Reference, step: str, phase: str) -> KillOutcome:
-    workdir = workspace(root, exports, step)
-    home = new_home(workdir)
+def kill_mid_step(workdir: Path, home: Path, step: str, after: float = 0.0) -> None:
+    """Start `crm-roi run` and SIGKILL it `after` seconds into `step`."""
     proc = start_run(workdir, home)
     try:
         wait_for_step(home, proc, step)
-        time.sleep(ref.step_seconds[step] / 2)
+        time.sleep(after)
     finally:
         sigkill(proc)
+
+
+def kill_and_rerun(root: Path, exports: Path, ref: Reference, step: str, phase: str) -> KillOutcome:
+    workdir = workspace(root, exports, step)
+    home = new_home(workdir)
+    kill_mid_step(workdir, home, step, ref.step_seconds[step] / 2)
     mid_step = ("STEP_SUCCESS", step) not in step_events(home)
     published = workdir / "exports" / "crm_roi.published.duckdb"
     # A first run killed before its publish swap leaves no half-written analyst copy behind.
@@ -293,13 +298,7 @@ def test_a_killed_rerun_is_also_safe_and_a_published_copy_survives_a_kill_mid_pu
     before = fingerprint(published)
     (workdir / "exports" / "crm_roi.duckdb").unlink()  # start over, so the next run loads every file again
     for step in ("raw__deals", "publish__analyst_copy"):
-        home = new_home(workdir)
-        proc = start_run(workdir, home)
-        try:
-            wait_for_step(home, proc, step)
-            time.sleep(reference.step_seconds[step] / 2)
-        finally:
-            sigkill(proc)
+        kill_mid_step(workdir, new_home(workdir), step, reference.step_seconds[step] / 2)
         assert differences(fingerprint(published), before) == []  # the old copy, whole
     run_to_end(workdir)
     assert differences(tables_of(workdir), reference.tables) == []
@@ -416,11 +415,7 @@ def test_a_killed_run_does_not_keep_the_duckdb_pool_slot(scaled_exports: Path, t
 
     workdir = workspace(tmp_path, scaled_exports, "slot")
     home = new_home(workdir)
-    proc = start_run(workdir, home)
-    try:
-        wait_for_step(home, proc, "raw__deals")
-    finally:
-        sigkill(proc)
+    kill_mid_step(workdir, home, "raw__deals")
     instance = dg.DagsterInstance.from_config(str(home))
     assert instance.event_log_storage.get_concurrency_info("duckdb").claimed_slots, "the kill left no slot"
     run_to_end(workdir, home)  # would hang (and time out) while the dead run held the slot
