@@ -209,6 +209,7 @@ def _live_demo() -> Settings:
              "files": {"deals": None, "deal_stage_history": None, "customers": None}},
         ]
         config["finance"]["path"] = str(DEMO_CONFIG.parent / config["finance"]["path"])
+        config["data_roots"] = [folder, str(DEMO_CONFIG.parent)]
         live_config = Path(folder) / "crm_roi.yaml"
         live_config.write_text(yaml.safe_dump(config), encoding="utf-8")
         click.echo(f"fake HubSpot on {fake.base_url}: {len(fake.deals):,} deals, {len(fake.companies):,} companies")

@@ -76,6 +76,9 @@ class FilesSource(_Strict):
         unknown = sorted(set(files) - set(STREAMS))
         if unknown:
             raise ValueError(f"unknown stream '{unknown[0]}' (expected one of {', '.join(STREAMS)})")
+        for stream, pattern in files.items():
+            if pattern is not None and (Path(pattern).is_absolute() or ".." in Path(pattern).parts):
+                raise ValueError(f"{stream}: '{pattern}' must be a file name or glob inside the source folder")
         return files
 
     @field_validator("timezone")
@@ -227,6 +230,8 @@ class Settings(_Strict):
     arpa_monthly: float | None = Field(None, ge=0)
     schedule_cron: str = "0 2 * * *"
     duckdb_path: Path = Path(DEFAULT_DUCKDB_FILE)
+    # Folders the config's files may live in; load_settings defaults it to the config file's folder.
+    data_roots: list[Path] | None = None
     sources: list[SourceConfig] = Field(min_length=1)
     finance: FinanceConfig
 
@@ -242,6 +247,18 @@ class Settings(_Strict):
         names = self.source_names
         if len(set(names)) != len(names):
             raise ValueError("two sources have the same name: give each a distinct name")
+        return self
+
+    @model_validator(mode="after")
+    def _paths_inside_data_roots(self) -> Settings:
+        """A config file must not be a way to read (or overwrite) files anywhere on the machine."""
+        if self.data_roots is None:
+            return self
+        paths = [("finance.path", self.finance.path)]
+        paths += [(f"sources.{i}.path", s.path) for i, s in enumerate(self.sources) if isinstance(s, FilesSource)]
+        for key, path in paths:
+            if not within_roots(path, self.data_roots):
+                raise ValueError(outside_roots_message(key, path, self.data_roots))
         return self
 
     @property
@@ -281,6 +298,16 @@ class Settings(_Strict):
         return MONTHS_PER_PERIOD[self.period]
 
 
+def within_roots(path: Path, roots: list[Path]) -> bool:
+    """True when `path`, with symlinks and '..' resolved, lies inside one of `roots`."""
+    real = path.resolve()
+    return any(real.is_relative_to(root.resolve()) for root in roots)
+
+
+def outside_roots_message(key: str, path: Path, roots: list[Path]) -> str:
+    return f"{key}: '{path}' is outside data_roots ({', '.join(str(r) for r in roots)})"
+
+
 def config_path(explicit: str | Path | None = None) -> Path:
     """The config file: an explicit path, else CRM_ROI_CONFIG, else ./crm_roi.yaml."""
     return Path(explicit or os.environ.get("CRM_ROI_CONFIG") or DEFAULT_CONFIG_FILE)
@@ -304,6 +331,8 @@ def _resolve_paths(raw: dict, base: Path) -> dict:
         raw["duckdb_path"] = resolve(raw["duckdb_path"])
     else:
         raw["duckdb_path"] = str(base / DEFAULT_DUCKDB_FILE)
+    roots = raw.get("data_roots")
+    raw["data_roots"] = [resolve(r) for r in roots] if isinstance(roots, list) else roots or [str(base)]
     return raw
 
 
@@ -318,7 +347,8 @@ def _one_line(error: ValidationError, file: Path) -> str:
         message = "unknown key"
     elif first["type"] == "missing":
         message = "required key is missing"
-    return f"{file}: {where}: {message}"
+    # A whole-model check has no location: its message names the key.
+    return f"{file}: {where}: {message}" if where else f"{file}: {message}"
 
 
 def load_settings(path: str | Path | None = None) -> Settings:
@@ -333,9 +363,13 @@ def load_settings(path: str | Path | None = None) -> Settings:
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: expected a mapping of keys at the top level")
     raw = _resolve_paths(raw, file.resolve().parent)
-    if db := os.environ.get("CRM_ROI_DUCKDB"):
-        raw["duckdb_path"] = db
     try:
-        return Settings.model_validate(raw)
+        settings = Settings.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError(_one_line(exc, file)) from None
+    # The operator's CRM_ROI_DUCKDB is trusted (it is not in the file), so data_roots does not bind it.
+    if db := os.environ.get("CRM_ROI_DUCKDB"):
+        return settings.model_copy(update={"duckdb_path": Path(db)})
+    if not within_roots(settings.duckdb_path, settings.data_roots or []):
+        raise ConfigError(f"{file}: " + outside_roots_message("duckdb_path", settings.duckdb_path, settings.data_roots))
+    return settings

@@ -23,7 +23,7 @@ from connectors.files.reader import (
     sha256_of,
     sniff,
 )
-from pipelines.config import FilesSource, Settings
+from pipelines.config import FilesSource, Settings, outside_roots_message, within_roots
 from pipelines.warehouse import transaction
 
 FINANCE_SOURCE = "finance"
@@ -48,16 +48,24 @@ class LoadResult:
     rows_loaded: int = 0
 
 
-def _stream_files(source: FilesSource, stream: str) -> tuple[Path, ...]:
-    """A stream's files in name order: the configured name, else `<stream>.csv` and `<stream>_*.csv`."""
+def _stream_files(source: FilesSource, stream: str, roots: list[Path]) -> tuple[Path, ...]:
+    """A stream's files in name order: the configured name, else `<stream>.csv` and `<stream>_*.csv`.
+
+    A symlink in the folder must not smuggle in a file from outside the data roots.
+    """
     if stream in source.files:
         pattern = source.files[stream]
         if pattern is None:
             return ()
         found = sorted(source.path.glob(pattern))
-        return tuple(p for p in found if p.is_file())
-    found = [*source.path.glob(f"{stream}.csv"), *source.path.glob(f"{stream}_*.csv")]
-    return tuple(sorted((p for p in found if p.is_file()), key=lambda p: p.name))
+    else:
+        found = sorted([*source.path.glob(f"{stream}.csv"), *source.path.glob(f"{stream}_*.csv")],
+                       key=lambda p: p.name)
+    files = tuple(p for p in found if p.is_file())
+    for path in files:
+        if not within_roots(path, roots):
+            raise ExportFileError(outside_roots_message(f"{stream} file", path.resolve(), roots))
+    return files
 
 
 def stream_inputs(settings: Settings, stream: str) -> list[StreamInput]:
@@ -74,7 +82,7 @@ def stream_inputs(settings: Settings, stream: str) -> list[StreamInput]:
     for name, source in zip(settings.source_names, settings.sources, strict=True):
         if not isinstance(source, FilesSource):
             continue
-        files = _stream_files(source, stream)
+        files = _stream_files(source, stream, settings.data_roots or [source.path])
         if not files:
             continue
         profile = resolve_profile(source.profile, source.columns, source.won_stages, source.lost_stages)

@@ -154,3 +154,68 @@ def test_relative_paths_resolve_against_the_config_files_folder(
 
     settings = load_settings(write_config(project_dir, {**config, "duckdb_path": "db/x.duckdb"}))
     assert settings.duckdb_path == root / "db" / "x.duckdb"
+
+
+# Paths are confined to data_roots (default: the config file's folder).
+
+
+@pytest.mark.parametrize(
+    ("make_config", "key"),
+    [
+        pytest.param(lambda outside: with_source(path=str(outside)), "sources.0.path", id="source-folder"),
+        pytest.param(lambda outside: with_source(path="../" + outside.name), "sources.0.path", id="dot-dot"),
+        pytest.param(lambda outside: {**base_config(), "finance": {"path": str(outside / "gl.csv"),
+                                                                   "accounts": ACCOUNTS}},
+                     "finance.path", id="finance-file"),
+        pytest.param(lambda outside: {**base_config(), "duckdb_path": str(outside / "x.duckdb")},
+                     "duckdb_path", id="duckdb-file"),
+    ],
+)
+def test_a_path_outside_the_data_roots_is_refused(project_dir, tmp_path_factory, monkeypatch, make_config, key):
+    monkeypatch.delenv("CRM_ROI_DUCKDB", raising=False)
+    outside = tmp_path_factory.mktemp("outside")
+    (outside / "gl.csv").write_text(FINANCE_HEADER, encoding="utf-8")
+    project = project_dir / "project"
+    project.mkdir()
+    (project / "exports").mkdir()
+    (project / "finance_gl.csv").write_text(FINANCE_HEADER, encoding="utf-8")
+    # '../outside' from the project folder: make it exist there too, so only confinement can refuse it.
+    (project_dir / outside.name).mkdir()
+
+    path = write_config(project, make_config(outside))
+    message = config_error(path)
+    assert message.startswith(f"{path}: {key}: "), message
+    assert "outside data_roots" in message and str(project.resolve()) in message, message
+
+
+def test_a_symlink_out_of_the_root_is_refused_but_data_roots_can_admit_it(project_dir, tmp_path_factory, monkeypatch):
+    monkeypatch.delenv("CRM_ROI_DUCKDB", raising=False)
+    shared = tmp_path_factory.mktemp("shared_finance")
+    (shared / "gl.csv").write_text(FINANCE_HEADER, encoding="utf-8")
+    (project_dir / "finance_link.csv").symlink_to(shared / "gl.csv")
+    config = {**base_config(), "finance": {"path": "finance_link.csv", "accounts": ACCOUNTS}}
+
+    assert "finance.path: " in config_error(write_config(project_dir, config))
+
+    settings = load_settings(write_config(project_dir, {**config, "data_roots": [".", str(shared)]}))
+    assert settings.finance.path.resolve() == (shared / "gl.csv").resolve()
+
+
+@pytest.mark.parametrize("pattern", ["/etc/passwd", "../*.csv", "sub/../../deals.csv"])
+def test_a_files_pattern_cannot_leave_the_source_folder(project_dir, pattern):
+    message = config_error(write_config(project_dir, with_source(files={"deals": pattern})))
+    assert "sources.0.files" in message and "inside the source folder" in message, message
+
+
+def test_a_symlinked_export_pointing_outside_the_roots_fails_the_load(project_dir, tmp_path_factory, monkeypatch):
+    from connectors.files.reader import ExportFileError
+    from pipelines.raw_files import stream_inputs
+
+    monkeypatch.delenv("CRM_ROI_DUCKDB", raising=False)
+    secret = tmp_path_factory.mktemp("private") / "deals.csv"
+    secret.write_text("deal_id\n1\n", encoding="utf-8")
+    (project_dir / "exports" / "deals_2025.csv").symlink_to(secret)
+    settings = load_settings(write_config(project_dir, base_config()))
+
+    with pytest.raises(ExportFileError, match=r"deals file: .* is outside data_roots"):
+        stream_inputs(settings, "deals")

@@ -35,6 +35,7 @@ def demo_config(tmp_path: Path) -> Path:
     shutil.copytree(REPO / "data" / "sample", tmp_path / "sample")
     config = yaml.safe_load((tmp_path / "sample" / "crm_roi.yaml").read_text())
     config["duckdb_path"] = str(tmp_path / "warehouse.duckdb")
+    config["data_roots"] = [str(tmp_path)]  # the warehouse sits beside the export folder, not in it
     config["schedule_cron"] = "30 3 * * *"
     path = tmp_path / "sample" / "crm_roi.yaml"
     path.write_text(yaml.safe_dump(config))

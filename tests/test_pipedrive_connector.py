@@ -87,6 +87,7 @@ def _settings(folder: Path, sources: list[dict], db: str) -> Settings:
         "attribution_share": 0.4, "risk_adjustment": 0.1, "discount_rate": 0.1, "arpa_monthly": 1500,
         "duckdb_path": db, "sources": sources,
         "finance": {"path": str(SAMPLE / "finance_gl.csv"), "accounts": ACCOUNTS},
+        "data_roots": [".", str(SAMPLE)],
     }
     path = folder / f"{Path(db).stem}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")

@@ -85,7 +85,8 @@ def configure(folder: Path, fake: FakeSalesforce | None, *, auth: str = "token",
                           refresh_token="env:SF_REFRESH_TOKEN")
         sources.append(source)
     config = {"as_of": "2026-10-31", "go_live": "2025-01-01", "baseline_months": 12, "sources": sources,
-              "finance": {"path": str(SAMPLE / "finance_gl.csv"), "accounts": ACCOUNTS}, **settings}
+              "finance": {"path": str(SAMPLE / "finance_gl.csv"), "accounts": ACCOUNTS},
+              "data_roots": [".", str(SAMPLE)], **settings}
     path = folder / "crm_roi.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path

@@ -40,6 +40,7 @@ def test_the_token_appears_nowhere_after_a_good_and_a_refused_run(tmp_path: Path
             ],
             "finance": {"path": str(REPO / "data" / "sample" / "finance_gl.csv"),
                         "accounts": {"6100": "crm_software", "6200": "sales_marketing"}},
+            "data_roots": [".", str(REPO / "data" / "sample")],
         }
         (tmp_path / "crm_roi.yaml").write_text(yaml.safe_dump(config))
         good = subprocess.run([crm_roi, "run"], cwd=tmp_path, env=env, capture_output=True, timeout=300)
