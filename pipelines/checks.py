@@ -27,9 +27,20 @@ def check_specs(table: str) -> list[dg.AssetCheckSpec]:
 
 
 def run_checks(con: duckdb.DuckDBPyConnection, table: str) -> list[dg.AssetCheckResult]:
+    """Check the rows not yet validated; once every check passes, they never need checking again.
+
+    raw.build_state.validated_batch marks the rows (by raw batch) that passed every check
+    under the current model, so a nightly run checks the rows that arrived since, not millions
+    of unchanged ones. A failing check leaves the mark where it was, so the next run checks
+    the same rows again and the failure keeps showing until the data is fixed.
+    """
+    after = con.execute(
+        "SELECT validated_batch FROM raw.build_state WHERE table_name = ?", [table]
+    ).fetchall()
+    after_batch = after[0][0] if after else None
     results = []
     for name, schema, blocking in STAGING_SCHEMAS[table]:
-        outcome = validate_table(con, f"staging.{table}", schema)
+        outcome = validate_table(con, f"staging.{table}", schema, after_batch)
         results.append(
             dg.AssetCheckResult(
                 check_name=f"pandera_{name}",
@@ -38,10 +49,19 @@ def run_checks(con: duckdb.DuckDBPyConnection, table: str) -> list[dg.AssetCheck
                 severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
                 metadata={
                     "rows_checked": outcome.rows_checked,
+                    "rows_checked_before": dg.MetadataValue.text(
+                        "none" if after_batch is None else f"rows from batches up to {after_batch}"
+                    ),
                     "failing_rows": outcome.failing_rows,
                     "failures_by_check": dg.MetadataValue.json(outcome.failures_by_check),
                     "sample": dg.MetadataValue.json(outcome.sample),
                 },
             )
+        )
+    if all(result.passed for result in results):
+        con.execute(
+            f"UPDATE raw.build_state SET validated_batch = (SELECT max(batch_id) FROM staging.{table}) "  # noqa: S608
+            "WHERE table_name = ?",
+            [table],
         )
     return results

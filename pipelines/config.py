@@ -229,6 +229,8 @@ class Settings(_Strict):
     discount_rate: float = Field(0.10, ge=0, le=1)
     arpa_monthly: float | None = Field(None, ge=0)
     schedule_cron: str = "0 2 * * *"
+    # DuckDB's buffer for a run (it spills to disk beyond it); Python and Arrow batches come on top.
+    memory_limit: str = Field("512MB", pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$")
     duckdb_path: Path = Path(DEFAULT_DUCKDB_FILE)
     # Folders the config's files may live in; load_settings defaults it to the config file's folder.
     data_roots: list[Path] | None = None

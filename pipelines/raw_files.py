@@ -92,7 +92,7 @@ def stream_inputs(settings: Settings, stream: str) -> list[StreamInput]:
 
 
 def _land_file(con: duckdb.DuckDBPyConnection, spec: StreamInput, path: Path) -> tuple[int, int]:
-    """Append one file to raw.<stream>; returns (batch_id, rows)."""
+    """Append one file to raw.<stream> in one pass; returns (batch_id, rows)."""
     fmt = sniff(path)
     select, params = landing_query(
         path, fmt, spec.stream, spec.profile, spec.default_currency, spec.timezone
@@ -100,19 +100,16 @@ def _land_file(con: duckdb.DuckDBPyConnection, spec: StreamInput, path: Path) ->
     batch_id = con.execute("SELECT nextval('raw.batch_seq')").fetchone()[0]
     columns = ", ".join(CANONICAL_COLUMNS[spec.stream])
     try:
-        # A temp table keeps file order in rowid, which is the tie-breaker for duplicates.
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _landing AS {select}", params)
+        # row_number() OVER () is a streaming window over the scan in file order (DuckDB keeps
+        # insertion order), so _row_number is the line's position: the tie-breaker for duplicates.
+        # The stream and its columns come from CANONICAL_COLUMNS; values are bound.
+        rows = con.execute(
+            f"INSERT INTO raw.{spec.stream} ({columns}, _source, _file, _row_number, _batch_id, _loaded_at) "  # noqa: S608
+            f"SELECT {columns}, $source, $file, row_number() OVER (), $batch, now()::TIMESTAMP FROM ({select})",
+            {**params, "source": spec.source, "file": path.name, "batch": batch_id},
+        ).fetchone()[0]
     except duckdb.Error as exc:
         raise ExportFileError(csv_error_message(path, exc)) from None
-    # The stream and its columns come from CANONICAL_COLUMNS; values are bound.
-    con.execute(
-        f"INSERT INTO raw.{spec.stream} ({columns}, _source, _file, _row_number, _batch_id, _loaded_at) "  # noqa: S608
-        f"SELECT {columns}, $source, $file, row_number() OVER (ORDER BY rowid), $batch, "
-        "now()::TIMESTAMP FROM _landing",
-        {"source": spec.source, "file": path.name, "batch": batch_id},
-    )
-    rows = con.execute("SELECT count(*) FROM _landing").fetchone()[0]
-    con.execute("DROP TABLE _landing")
     return batch_id, rows
 
 

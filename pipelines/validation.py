@@ -31,11 +31,14 @@ class ValidationOutcome:
 
 
 def validate_table(
-    con: duckdb.DuckDBPyConnection, table: str, schema: type[pa.DataFrameModel]
+    con: duckdb.DuckDBPyConnection, table: str, schema: type[pa.DataFrameModel], after_batch: int | None = None
 ) -> ValidationOutcome:
-    """Validate every row of `table` (a whitelisted name) against `schema`."""
+    """Validate the rows of `table` (a whitelisted name) from batches after `after_batch` (None: every row)."""
     outcome = ValidationOutcome()
-    reader = con.sql(f"SELECT * FROM {table}").to_arrow_reader(BATCH_ROWS)  # noqa: S608 (whitelisted)
+    relation = con.table(table)
+    if after_batch is not None:
+        relation = relation.filter(duckdb.ColumnExpression("batch_id") > duckdb.ConstantExpression(after_batch))
+    reader = relation.to_arrow_reader(BATCH_ROWS)
     for batch in reader:
         frame = pl.from_arrow(batch)
         outcome.rows_checked += frame.height

@@ -54,8 +54,11 @@ def _locked_error(path: Path, exc: duckdb.IOException) -> WarehouseLocked:
     wait=wait_random_exponential(multiplier=0.2, max=5),
     reraise=True,
 )
-def _open(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
-    return duckdb.connect(str(path), read_only=read_only)
+def _open(path: Path, read_only: bool, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+    # DuckDB's own default is 80% of RAM; a bounded buffer spills to disk instead, so a nightly
+    # run on a shared box stays inside its budget.
+    config = {"memory_limit": memory_limit} if memory_limit else {}
+    return duckdb.connect(str(path), read_only=read_only, config=config)
 
 
 def sql_text(name: str) -> str:
@@ -99,7 +102,7 @@ def connect(
         path.parent.mkdir(parents=True, exist_ok=True)
         new_file = not path.exists()
     try:
-        con = _open(path, read_only)
+        con = _open(path, read_only, settings.memory_limit if settings else None)
     except duckdb.IOException as exc:
         if not _is_lock_conflict(exc):
             raise

@@ -3,8 +3,13 @@
 
 -- ISO 8601 -> naive UTC timestamp. An offset is honoured; no offset means UTC
 -- (the connection's TimeZone is UTC); a bare date is midnight UTC.
+-- The first two branches are fast paths for the shapes nearly every export uses
+-- (canonical UTC and a bare date); they give what the general branch gives, without
+-- its regex and time-zone work, which dominate staging time at millions of rows.
 CREATE OR REPLACE TEMP MACRO parse_ts(s) AS
     CASE WHEN s IS NULL THEN NULL
+         WHEN s LIKE '____-__-__T__:__:__Z' THEN try_cast(s AS TIMESTAMP)
+         WHEN s LIKE '____-__-__' THEN try_cast(s AS TIMESTAMP)
          WHEN NOT regexp_full_match(trim(s), '\d{4}-\d{1,2}-\d{1,2}([T ].*)?') THEN NULL
          ELSE timezone('UTC', try_cast(trim(s) AS TIMESTAMPTZ)) END;
 
@@ -32,13 +37,24 @@ CREATE OR REPLACE TEMP MACRO clean_number(s) AS
 -- A European decimal comma ("1.234,50 €") does not parse (rejected with its reason):
 -- "1,234" is a thousand in one convention and 1.234 in the other, so no guess is safe.
 -- A lone "1.234" is read with a decimal point, as in ISO and every canonical export.
-CREATE OR REPLACE TEMP MACRO parse_number(s) AS (
-    WITH c AS (SELECT clean_number(s) AS v),
-    d AS (SELECT CASE WHEN regexp_full_match(v, '[+-]?\d{1,3}(,\d{3})+(\.\d+)?')
-                      THEN replace(v, ',', '') ELSE v END AS v FROM c)
-    SELECT CASE WHEN isfinite(x) THEN x END
-    FROM (SELECT CASE WHEN regexp_full_match(v, '[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?')
-                      THEN try_cast(v AS DOUBLE) END AS x FROM d));
+-- Plain expressions, not a subquery: a subquery macro is evaluated for every row,
+-- even inside a CASE branch that most rows never reach.
+CREATE OR REPLACE TEMP MACRO without_thousands(v) AS
+    CASE WHEN regexp_full_match(v, '[+-]?\d{1,3}(,\d{3})+(\.\d+)?') THEN replace(v, ',', '') ELSE v END;
+CREATE OR REPLACE TEMP MACRO plain_decimal(v) AS
+    CASE WHEN regexp_full_match(v, '[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?') THEN try_cast(v AS DOUBLE) END;
+CREATE OR REPLACE TEMP MACRO finite_or_null(x) AS CASE WHEN isfinite(x) THEN x END;
+CREATE OR REPLACE TEMP MACRO parse_number_general(s) AS
+    finite_or_null(plain_decimal(without_thousands(clean_number(s))));
+
+-- Fast path: a value that starts with a digit, '-' or '.', ends with a digit, has no
+-- '_' and casts to a finite DOUBLE is a plain decimal, read as the general macro would
+-- read it; everything else (symbols, separators, parentheses, junk) takes the general one.
+CREATE OR REPLACE TEMP MACRO parse_number(s) AS
+    CASE WHEN s IS NULL THEN NULL
+         WHEN strpos(s, '_') = 0 AND ascii(s) BETWEEN 45 AND 57 AND ascii(right(s, 1)) BETWEEN 48 AND 57
+              AND isfinite(try_cast(s AS DOUBLE)) THEN try_cast(s AS DOUBLE)
+         ELSE parse_number_general(s) END;
 
 CREATE OR REPLACE TEMP MACRO parse_bool(s) AS
     CASE WHEN lower(trim(s)) IN ('true', 't', '1', 'yes', 'y') THEN true

@@ -42,7 +42,11 @@ TOKEN = "pat-na1-crash-safety-test-token-0b7e"
 
 # Columns stamped at load time (or with now()): they differ between two runs of the same data.
 LOAD_TIME = {"_batch_id", "_loaded_at", "batch_id", "rejected_at"}
-LOAD_TIME_BY_TABLE = {"raw.loaded_files": {"loaded_at"}, "raw.sync_state": {"updated_at"}}
+LOAD_TIME_BY_TABLE = {
+    "raw.loaded_files": {"loaded_at"}, "raw.sync_state": {"updated_at"},
+    # A raw state's fingerprint holds the last batch id, which a killed run may have used up.
+    "raw.build_state": {"fingerprint", "built_at", "validated_batch"}, "raw.published_state": {"built_at"},
+}
 FLOAT_TYPES = {"DOUBLE", "FLOAT", "REAL"}
 # An API row's _row_number is its place in the page that brought it: a resumed (or incremental)
 # sync re-reads a lookback window in other pages, so the same record lands at another position.

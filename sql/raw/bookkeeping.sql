@@ -34,3 +34,21 @@ CREATE TABLE IF NOT EXISTS raw.sync_state (
     updated_at TIMESTAMP NOT NULL,
     PRIMARY KEY (source, stream)
 );
+
+-- What each staging table was last built from: its inputs' fingerprint (model,
+-- macros, run settings, upstream tables) and the raw table's state. A table whose
+-- inputs are unchanged is not rebuilt, and only rows from batches after
+-- validated_batch are checked again (the older ones passed every check).
+CREATE TABLE IF NOT EXISTS raw.build_state (
+    table_name      VARCHAR PRIMARY KEY,
+    fingerprint     VARCHAR NOT NULL,
+    model_fingerprint VARCHAR NOT NULL,
+    built_at        TIMESTAMP NOT NULL,
+    validated_batch BIGINT
+);
+
+-- The build of each staging table that the analyst copy holds (see pipelines/publish.py).
+CREATE TABLE IF NOT EXISTS raw.published_state (
+    table_name VARCHAR PRIMARY KEY,
+    built_at   TIMESTAMP NOT NULL
+);

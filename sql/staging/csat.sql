@@ -7,7 +7,7 @@ WITH parsed AS (
         parse_ts(r.responded_at) AS responded_at,
         parse_number(r.score) AS score,
         r.responded_at AS raw_responded_at, r.score AS raw_score,
-        to_json(r) AS _payload, r._file, r._row_number, r._batch_id,
+        r.rowid AS _raw_rowid, r._file, r._row_number, r._batch_id,
         row_number() OVER (
             PARTITION BY r._source, coalesce('key:' || nullif(trim(r.response_id), ''),
                                              'row:' || r._batch_id || ':' || r._row_number)
@@ -25,6 +25,6 @@ SELECT
         CASE WHEN raw_score IS NULL THEN 'missing score'
              WHEN score IS NULL THEN 'unparseable score' END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
-    _payload, _file, _row_number
+    _raw_rowid, _file, _row_number
 FROM parsed
 WHERE version_rank = 1

@@ -12,7 +12,7 @@ WITH parsed AS (
         coalesce(parse_bool(r.is_deleted), false) AS is_deleted,
         r.is_deleted AS raw_is_deleted,
         r.started_at AS raw_started_at, r.churned_at AS raw_churned_at, r.mrr AS raw_mrr,
-        to_json(r) AS _payload, r._file, r._row_number, r._batch_id,
+        r.rowid AS _raw_rowid, r._file, r._row_number, r._batch_id,
         row_number() OVER (
             PARTITION BY r._source, coalesce('key:' || nullif(trim(r.customer_id), ''),
                                              'row:' || r._batch_id || ':' || r._row_number)
@@ -34,6 +34,6 @@ SELECT
         CASE WHEN unparsed(raw_mrr, mrr) THEN 'unparseable mrr' END,
         CASE WHEN unparsed(raw_is_deleted, parse_bool(raw_is_deleted)) THEN 'unparseable is_deleted' END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
-    _payload, _file, _row_number
+    _raw_rowid, _file, _row_number
 FROM parsed
 WHERE version_rank = 1

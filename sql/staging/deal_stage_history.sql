@@ -7,7 +7,7 @@ WITH parsed AS (
         nullif(trim(r.stage), '') AS stage,
         parse_ts(r.entered_at) AS entered_at,
         r.entered_at AS raw_entered_at,
-        to_json(r) AS _payload, r._file, r._row_number, r._batch_id,
+        r.rowid AS _raw_rowid, r._file, r._row_number, r._batch_id,
         row_number() OVER (
             PARTITION BY r._source,
                 CASE WHEN r.deal_id IS NULL OR r.stage IS NULL OR parse_ts(r.entered_at) IS NULL
@@ -26,6 +26,6 @@ SELECT
         CASE WHEN raw_entered_at IS NULL THEN 'missing entered_at'
              WHEN entered_at IS NULL THEN 'unparseable entered_at' END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
-    _payload, _file, _row_number
+    _raw_rowid, _file, _row_number
 FROM parsed
 WHERE version_rank = 1

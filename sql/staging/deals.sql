@@ -22,7 +22,7 @@ WITH parsed AS (
         r.deal_id AS raw_deal_id, r.created_at AS raw_created_at, r.closed_at AS raw_closed_at,
         r.updated_at AS raw_updated_at, r.amount AS raw_amount, r.is_closed AS raw_is_closed,
         r.is_won AS raw_is_won, r.is_deleted AS raw_is_deleted,
-        to_json(r) AS _payload, r._file, r._row_number, r._batch_id
+        r.rowid AS _raw_rowid, r._file, r._row_number, r._batch_id
     FROM raw.deals AS r
 ),
 ranked AS (
@@ -81,5 +81,5 @@ SELECT
              WHEN amount IS NOT NULL AND fx_rate IS NULL AND rate_date IS NOT NULL
              THEN 'no fx rate for ' || currency || ' on or before ' || rate_date END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
-    _payload, _file, _row_number
+    _raw_rowid, _file, _row_number
 FROM priced

@@ -11,7 +11,7 @@ WITH parsed AS (
         parse_number(r.amount) AS amount,
         upper(trim(r.currency)) AS currency,
         r.posted_on AS raw_posted_on, r.amount AS raw_amount,
-        to_json(r) AS _payload, r._file, r._row_number, r._batch_id,
+        r.rowid AS _raw_rowid, r._file, r._row_number, r._batch_id,
         row_number() OVER (
             PARTITION BY r._source, coalesce('key:' || nullif(trim(r.entry_id), ''),
                                              'row:' || r._batch_id || ':' || r._row_number)
@@ -44,5 +44,5 @@ SELECT
              WHEN fx_rate IS NULL AND posted_on IS NOT NULL
              THEN 'no fx rate for ' || currency || ' on or before ' || posted_on END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
-    _payload, _file, _row_number
+    _raw_rowid, _file, _row_number
 FROM priced
