@@ -5,7 +5,7 @@ UV := .tools/bin/uv
 VENV := .venv
 DAGSTER_HOME_DIR := $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test lint dev clean
+.PHONY: setup demo test lint dev clean bench bench-smoke
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -16,6 +16,11 @@ $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	touch $@
 
 setup: $(VENV)/.synced
+
+# The benchmark also needs the `bench` extra (pandas, matplotlib, pyinstrument, dlt); re-synced after any setup.
+$(VENV)/.synced-bench: $(VENV)/.synced
+	$(UV) sync --frozen --extra dev --extra bench --python $(PYTHON)
+	touch $@
 
 $(DAGSTER_HOME_DIR)/dagster.yaml: dagster.yaml
 	mkdir -p $(DAGSTER_HOME_DIR) && cp dagster.yaml $@
@@ -34,6 +39,16 @@ lint: setup
 # The Dagster UI on http://127.0.0.1:3000 with this repo's dagster.yaml (pools, run queue).
 dev: setup $(DAGSTER_HOME_DIR)/dagster.yaml
 	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(VENV)/bin/dagster dev
+
+# Issue 5's benchmark: writes bench/RESULTS.md, bench/results.json and bench/scaling.png (see bench/run.py).
+BENCH_ARGS ?= --sizes 100000,1000000,5000000 --repeat 3
+bench: $(VENV)/.synced-bench
+	$(VENV)/bin/python -m bench.run $(BENCH_ARGS)
+
+# The harness end to end at 2,000 deals, into bench/.work/smoke (no timing claims; the CI test does the same).
+bench-smoke: setup
+	$(VENV)/bin/python -m bench.run --sizes 2000 --repeat 1 --variants bare_duckdb,crm_roi_full,crm_roi_incremental \
+		--work bench/.work/smoke --out bench/.work/smoke --no-plot
 
 clean:
 	rm -rf .tools $(VENV) .dagster_home crm_roi_demo.duckdb
