@@ -8,6 +8,9 @@ seconds or as an HTTP date; a client-side limiter that stays under the
 vendor's budget instead of hammering into 429s; quota exhaustion that stops
 the sync (no point retrying a daily limit); and secrets scrubbed from every
 message that can reach a log, an exception or Dagster metadata.
+
+Time is injectable (`clock`, `sleep`): retries and limiters then wait on a
+test's virtual clock, so a ten-minute outage is tested in milliseconds.
 """
 
 from __future__ import annotations
@@ -60,12 +63,14 @@ class _Retryable(Exception):
 
 
 class RateLimiter:
-    """A sliding-window limiter: at most `max_calls` requests in any `period` seconds."""
+    """A sliding-window limiter: at most `max_calls` requests in any `period` seconds of `clock`."""
 
-    def __init__(self, max_calls: int, period: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, max_calls: int, period: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep):
         self.max_calls = max_calls
         self.period = period
         self._clock = clock
+        self._sleep = sleep
         self._calls: deque[float] = deque()
         self._lock = threading.Lock()
 
@@ -81,7 +86,7 @@ class RateLimiter:
                     self._calls.append(now)
                     return waited
                 pause = self.period - (now - self._calls[0])
-            time.sleep(pause)
+            self._sleep(pause)
             waited += pause
 
 
@@ -103,7 +108,8 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
 class RequestStats:
     requests: int = 0
     retries: int = 0
-    throttled_seconds: float = 0.0
+    throttled_seconds: float = 0.0  # waited for a rate limiter's slot
+    backoff_seconds: float = 0.0  # waited between attempts of a retried request
     statuses: dict[int, int] = field(default_factory=dict)
 
 
@@ -129,7 +135,9 @@ class ApiClient:
     `auth_headers` is called for every attempt, so a refreshed token is used at
     once. `classify` lets a connector map a vendor's error body onto policy:
     return "quota" (stop cleanly), "auth" (refresh once, then fail), "retry"
-    or None (let the status decide).
+    or None (let the status decide). `clock` and `sleep` time the backoff, the
+    limiters made by `rate_limiter` and a connector's pollers, so a test's
+    virtual clock runs them all.
     """
 
     def __init__(
@@ -145,13 +153,17 @@ class ApiClient:
         max_attempts: int = 6,
         backoff_max: float = 60.0,
         backoff_multiplier: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         self.base_url = base_url.rstrip("/")
         self.session = requests.Session()
         self.stats = RequestStats()
         self.redact = redactor or Redactor()
+        self.clock = clock
+        self.sleep = sleep
+        self.limiter = limiter  # gates every request of this client (a connector may set it after construction)
         self._auth_headers = auth_headers
-        self._limiter = limiter
         self._classify = classify or (lambda _response: None)
         self._refresh = refresh
         self._timeout = timeout
@@ -162,6 +174,10 @@ class ApiClient:
     def close(self) -> None:
         self.session.close()
 
+    def rate_limiter(self, max_calls: int, period: float) -> RateLimiter:
+        """A sliding-window limiter on this client's clock (a test's virtual clock drives it too)."""
+        return RateLimiter(max_calls, period, clock=self.clock, sleep=self.sleep)
+
     def url(self, path_or_url: str) -> str:
         return path_or_url if path_or_url.startswith("http") else f"{self.base_url}{path_or_url}"
 
@@ -170,6 +186,7 @@ class ApiClient:
         """Send one logical request (retried as needed); raise ApiError when it cannot succeed."""
         refreshed = False
         retrying = Retrying(
+            sleep=self.sleep,
             retry=retry_if_exception_type((_Retryable, *TRANSIENT_ERRORS)),
             stop=stop_after_attempt(self._max_attempts),
             wait=self._wait,
@@ -215,7 +232,7 @@ class ApiClient:
 
     def _attempt(self, method: str, path_or_url: str, limiter: RateLimiter | None,
                  kwargs: dict) -> requests.Response:
-        for gate in (self._limiter, limiter):
+        for gate in (self.limiter, limiter):
             if gate is not None:
                 self.stats.throttled_seconds += gate.acquire()
         options = {k: v for k, v in kwargs.items() if k != "headers"}
@@ -243,10 +260,11 @@ class ApiClient:
                 return min(hinted, self._backoff_max)
         return self._backoff(state)
 
-    def _count_retry(self, _state: RetryCallState) -> None:
+    def _count_retry(self, state: RetryCallState) -> None:
         self.stats.retries += 1
+        self.stats.backoff_seconds += state.upcoming_sleep
 
     def _error(self, response: requests.Response, what: str, kind: type[ApiError] = ApiError) -> ApiError:
-        body = response.text[:1000].replace("\n", " ")
+        body = " ".join(response.text[:1000].split())  # one line, even from a CRLF HTML page
         message = f"{response.request.method} {response.url}: {what}: HTTP {response.status_code} {body}"
         return kind(self.redact(message), status=response.status_code)

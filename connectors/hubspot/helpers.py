@@ -36,23 +36,27 @@ def classify(response: requests.Response) -> str | None:
     return None
 
 
-_LIMITERS: dict[tuple[str, str, int], tuple[RateLimiter, RateLimiter]] = {}
+_LIMITERS: dict[tuple, tuple[RateLimiter, RateLimiter]] = {}
 _LIMITERS_LOCK = threading.Lock()
 
 
-def account_limiters(base_url: str, token: str, requests_per_10s: int) -> tuple[RateLimiter, RateLimiter]:
-    """The (burst, search) limiters of one HubSpot account.
+def account_limiters(base_url: str, token: str, requests_per_10s: int,
+                     client: ApiClient) -> tuple[RateLimiter, RateLimiter]:
+    """The (burst, search) limiters of one HubSpot account, on `client`'s clock.
 
     HubSpot's budgets are per account, not per client: every connector in this
-    process that reads the same portal with the same token shares one pair, so
-    back-to-back syncs (or streams) do not each assume a fresh window.
+    process that reads the same portal with the same token (on the same clock)
+    shares one pair, so back-to-back syncs (or streams) do not each assume a
+    fresh window.
     """
-    key = (base_url.rstrip("/"), hashlib.sha256(token.encode()).hexdigest(), requests_per_10s)
+    key = (base_url.rstrip("/"), hashlib.sha256(token.encode()).hexdigest(), requests_per_10s,
+           client.clock, client.sleep)
     with _LIMITERS_LOCK:
         if key not in _LIMITERS:
             _LIMITERS[key] = (
-                RateLimiter(requests_per_10s, settings.BURST_WINDOW_SECONDS + settings.LATENCY_MARGIN_SECONDS),
-                RateLimiter(settings.SEARCH_REQUESTS_PER_SECOND, 1.0 + settings.LATENCY_MARGIN_SECONDS),
+                client.rate_limiter(requests_per_10s,
+                                    settings.BURST_WINDOW_SECONDS + settings.LATENCY_MARGIN_SECONDS),
+                client.rate_limiter(settings.SEARCH_REQUESTS_PER_SECOND, 1.0 + settings.LATENCY_MARGIN_SECONDS),
             )
         return _LIMITERS[key]
 
@@ -61,7 +65,6 @@ class HubSpotApi:
     """The few HubSpot endpoints the connector reads, each paged to the end."""
 
     def __init__(self, token: str, base_url: str, requests_per_10s: int, client_options: dict):
-        self._burst, self._search = account_limiters(base_url, token, requests_per_10s)
         self.client = ApiClient(
             base_url,
             auth_headers=lambda: {"Authorization": f"Bearer {token}"},
@@ -69,6 +72,7 @@ class HubSpotApi:
             classify=classify,
             **client_options,
         )
+        self._burst, self._search = account_limiters(base_url, token, requests_per_10s, self.client)
 
     @property
     def stats(self) -> RequestStats:

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from connectors.files.profiles import CANONICAL_COLUMNS
-from connectors.http import ApiClient, RateLimiter, Redactor, RequestStats
+from connectors.http import ApiClient, Redactor, RequestStats
 from connectors.pipedrive import settings
 from connectors.pipedrive.helpers import (
     FieldRef,
@@ -82,11 +82,13 @@ class PipedriveSource:
             base_url,
             # A header, never the api_token query parameter: URLs end up in logs and errors.
             auth_headers=lambda: {"x-api-token": token},
-            limiter=RateLimiter(requests_per_2s, settings.RATE_WINDOW_S + settings.RATE_WINDOW_SLACK_S),
             redactor=Redactor([token]),
             classify=classify,
             **dict(client_options or {}),
         )
+        # On the client's clock, so a test's virtual clock runs the 2-second window too.
+        self._client.limiter = self._client.rate_limiter(requests_per_2s,
+                                                         settings.RATE_WINDOW_S + settings.RATE_WINDOW_SLACK_S)
         self._fields: dict[str, dict[str, FieldRef]] = {}
         self._stages: dict[str, str] | None = None
         self._pipelines: dict[str, str] | None = None

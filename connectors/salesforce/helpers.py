@@ -24,7 +24,6 @@ import io
 import itertools
 import logging
 import re
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from urllib.parse import urlparse
@@ -290,16 +289,17 @@ class SalesforceApi:
                 raise ApiError(f"Bulk results of job {job_id} came without a Sforce-Locator header")
 
     def _wait_for(self, job_id: str) -> None:
-        delay, deadline = BULK_POLL_FIRST, time.monotonic() + BULK_TIMEOUT
+        """Poll the job on the client's clock, so a test's virtual clock runs the wait too."""
+        delay, deadline = BULK_POLL_FIRST, self.client.clock() + BULK_TIMEOUT
         while True:
-            time.sleep(delay)
+            self.client.sleep(delay)
             job = self.client.get_json(self.path(f"{BULK_JOBS}/{job_id}"))
             state = job.get("state") if isinstance(job, dict) else None
             if state == "JobComplete":
                 return
             if state in ("Failed", "Aborted"):
                 raise ApiError(f"Bulk query job {job_id} {state}: {job.get('errorMessage')}")  # type: ignore[union-attr]
-            if time.monotonic() + delay > deadline:
+            if self.client.clock() + delay > deadline:
                 raise ApiError(f"Bulk query job {job_id} still {state} after {BULK_TIMEOUT:.0f} s")
             delay = min(delay * 2, BULK_POLL_MAX)
 
