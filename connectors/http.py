@@ -6,8 +6,9 @@ and jitter on 429, 5xx, connection resets and truncated bodies
 (`ChunkedEncodingError` is not a `ConnectionError`), honouring `Retry-After` in
 seconds or as an HTTP date; a client-side limiter that stays under the
 vendor's budget instead of hammering into 429s; quota exhaustion that stops
-the sync (no point retrying a daily limit); and secrets scrubbed from every
-message that can reach a log, an exception or Dagster metadata.
+the sync (no point retrying a daily limit); a guard that stops a listing whose
+paging goes round in a circle; and secrets scrubbed from every message that
+can reach a log, an exception or Dagster metadata.
 
 Time is injectable (`clock`, `sleep`): retries and limiters then wait on a
 test's virtual clock, so a ten-minute outage is tested in milliseconds.
@@ -60,6 +61,44 @@ class _Retryable(Exception):
     def __init__(self, response: requests.Response):
         super().__init__(f"HTTP {response.status_code}")
         self.response = response
+
+
+class PagingGuard:
+    """Stops one listing whose paging goes round in a circle.
+
+    A next-page token the listing has already had (pointing at the page itself,
+    or back at a page already read), or a numeric position (a resume id, an
+    offset) that does not move past the last one, would have a connector fetch
+    the same pages forever. Either raises ApiError, so the sync stops like any
+    lasting fault: the pages committed so far and their cursor stay, and the
+    next run resumes from there. One guard per listing, fed every token or
+    position the listing starts from or is sent.
+    """
+
+    def __init__(self, what: str, redact: Callable[[str], str]):
+        self._what = what  # "<vendor> <path>", for the message
+        self._redact = redact
+        self._tokens: set[str] = set()
+        self._position: int | None = None
+
+    def token(self, value: str) -> str:
+        """`value`, a next-page token; ApiError if this listing has had it before."""
+        if value in self._tokens:
+            shown = value if len(value) <= 80 else f"{value[:77]}..."
+            raise self._loop(f"the API sent paging token '{shown}' again")
+        self._tokens.add(value)
+        return value
+
+    def position(self, value: int) -> int:
+        """`value`, the numeric position the next page starts from; ApiError unless it is past the last one."""
+        if self._position is not None and value <= self._position:
+            moved = "again" if value == self._position else f"after {self._position} (backwards)"
+            raise self._loop(f"the API sent paging position {value} {moved}")
+        self._position = value
+        return value
+
+    def _loop(self, what: str) -> ApiError:
+        return ApiError(self._redact(f"{self._what}: {what} (a paging loop); stopping with what was committed"))
 
 
 class RateLimiter:

@@ -4,7 +4,9 @@ Every request goes through the shared `ApiClient` (retries, backoff,
 Retry-After, redaction). HubSpot has two separate budgets, so there are two
 limiters: the rolling 10-second one for every endpoint but search, and a
 per-second one for search alone. `classify` tells a daily-limit 429 (stop,
-keep the cursor) from a burst 429 (retry).
+keep the cursor) from a burst 429 (retry). Every listing runs under a
+`PagingGuard`: a list `after` token sent twice, or a search that restarts at an
+id no higher than the last, stops the sync instead of looping.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from connectors.http import ApiClient, RateLimiter, Redactor, RequestStats
+from connectors.http import ApiClient, PagingGuard, RateLimiter, Redactor, RequestStats
 from connectors.hubspot import settings
 
 Record = dict  # one SimplePublicObject: {"id", "properties", "archived", ...}
@@ -112,15 +114,20 @@ class HubSpotApi:
         in_url, overflow = fit_query(params, "properties", properties, settings.MAX_QUERY_CHARS)
         params["properties"] = ",".join(in_url)
         path = settings.OBJECTS_PATH.format(object_type=object_type)
+        guard = PagingGuard(f"HubSpot {path}", self.client.redact)
+        if after:
+            guard.token(after)
         while True:
             answer = self._get(path, params={**params, **({"after": after} if after else {})})
             records = answer.get("results", [])
+            after = next_after(answer)
+            if after is not None:
+                guard.token(after)
             if overflow and records:
                 extra = self.batch_read(object_type, [r["id"] for r in records], overflow, archived=archived)
                 by_id = {r["id"]: r.get("properties") or {} for r in extra}
                 for record in records:
                     record.setdefault("properties", {}).update(by_id.get(record["id"], {}))
-            after = next_after(answer)
             yield records, after
             if after is None:
                 return
@@ -134,9 +141,14 @@ class HubSpotApi:
         `after`: an offset query stops at 10,000 results and skips a record
         whenever one before it is deleted mid-sync. Paging goes on while HubSpot
         says there is more (`paging.next`), never by counting a short page.
+        The last id read must grow from page to page: a page that does not move
+        past it (a stale answer) stops the listing rather than repeat it forever.
         """
         offset: str | None = None
         path = settings.SEARCH_PATH.format(object_type=object_type)
+        guard = PagingGuard(f"HubSpot {path}", self.client.redact)
+        if after_id is not None:
+            guard.position(after_id)
         while True:
             filters = [{"propertyName": settings.MODIFIED, "operator": "GTE", "value": str(modified_since_ms)}]
             if after_id is not None:
@@ -152,14 +164,14 @@ class HubSpotApi:
             answer = self._post(path, json=body, limiter=self._search)
             records = answer.get("results", [])
             if records:
-                after_id = max(int(record["id"]) for record in records)
+                after_id = guard.position(max(int(record["id"]) for record in records))
             more = next_after(answer)
             # Resume from the last id read ("" = from the start, if nothing was read yet).
             yield records, None if more is None else ("" if after_id is None else str(after_id))
             if more is None:
                 return
             # An empty page that still promises more gives no id to continue from: follow its offset.
-            offset = None if records else more
+            offset = None if records else guard.token(more)
 
     def batch_read(self, object_type: str, ids: Sequence[str], properties: Sequence[str], *,
                    history: Sequence[str] = (), archived: bool = False) -> list[Record]:

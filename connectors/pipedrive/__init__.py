@@ -126,6 +126,8 @@ class PipedriveSource:
                     checkpoint: _Checkpoint | None = None) -> Iterator[Page]:
         records = (deal for page in v2_pages(self._client, path, params) for deal in page)
         for batch in batches(records, settings.DEALS_PER_PAGE):
+            # A list page the API sent twice can put a deal in one batch twice: keep one (the later).
+            batch = list({deal["id"]: deal for deal in batch}.values())
             deals = [self._deal_row(deal) for deal in batch]
             history = [row for deal in batch if _changed(deal, since) for row in self._history(deal)]
             tables = {"deals": TableRows("deal_id", deals)}

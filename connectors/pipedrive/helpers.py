@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 
 import requests
 
-from connectors.http import ApiClient, ApiError
+from connectors.http import ApiClient, ApiError, PagingGuard
 from connectors.pipedrive import settings
 
 
@@ -55,28 +55,36 @@ def _data(client: ApiClient, path: str, body: object) -> list[dict]:
 
 
 def v2_pages(client: ApiClient, path: str, params: dict[str, str]) -> Iterator[list[dict]]:
-    """Pages of a v2 list: follow `additional_data.next_cursor` until it is null."""
+    """Pages of a v2 list: follow `additional_data.next_cursor` until it is null (never one sent twice)."""
+    guard = PagingGuard(f"Pipedrive {path}", client.redact)
     cursor: str | None = None
     while True:
         query = {**params, "limit": settings.V2_PAGE_SIZE} | ({"cursor": cursor} if cursor else {})
         body = client.get_json(path, params=query)
-        yield _data(client, path, body)
+        data = _data(client, path, body)
         cursor = (body.get("additional_data") or {}).get("next_cursor")
+        if cursor:
+            guard.token(cursor)
+        yield data
         if not cursor:
             return
 
 
 def v1_pages(client: ApiClient, path: str, params: dict[str, str] | None = None) -> Iterator[list[dict]]:
-    """Pages of a v1 list: follow `pagination.next_start` while `more_items_in_collection`."""
-    start = 0
+    """Pages of a v1 list: follow `pagination.next_start` while `more_items_in_collection` (always forward)."""
+    guard = PagingGuard(f"Pipedrive {path}", client.redact)
+    start = guard.position(0)
     while True:
         query = {**(params or {}), "start": start, "limit": settings.V1_PAGE_SIZE}
         body = client.get_json(path, params=query)
-        yield _data(client, path, body)
+        data = _data(client, path, body)
         pagination = (body.get("additional_data") or {}).get("pagination") or {}
-        if not pagination.get("more_items_in_collection"):
+        more = bool(pagination.get("more_items_in_collection"))
+        if more:
+            start = guard.position(int(pagination.get("next_start", start + settings.V1_PAGE_SIZE)))
+        yield data
+        if not more:
             return
-        start = pagination.get("next_start", start + settings.V1_PAGE_SIZE)
 
 
 def batches(records: Iterable[dict], size: int) -> Iterator[list[dict]]:

@@ -13,7 +13,9 @@ adds what is Salesforce's own (CRM_APIS.md §2, §5):
 - queryAll (deleted and merged rows too) is followed through nextRecordsUrl
   until done; QUERY_TIMEOUT halves the SystemModstamp window and retries;
 - Bulk API 2.0 runs the same SOQL as a queryAll job, read back as CSV with
-  Sforce-Locator until "null", and falls back to REST where Bulk is off.
+  Sforce-Locator until "null", and falls back to REST where Bulk is off;
+- a nextRecordsUrl or Sforce-Locator the listing has already followed is a
+  paging loop (`PagingGuard`): the sync stops instead of reading forever.
 """
 
 from __future__ import annotations
@@ -30,7 +32,15 @@ from urllib.parse import urlparse
 
 import requests
 
-from connectors.http import ApiClient, ApiError, AuthenticationFailed, QuotaExhausted, Redactor, RequestStats
+from connectors.http import (
+    ApiClient,
+    ApiError,
+    AuthenticationFailed,
+    PagingGuard,
+    QuotaExhausted,
+    Redactor,
+    RequestStats,
+)
 from connectors.salesforce.settings import (
     BULK_JOBS,
     BULK_MAX_RECORDS,
@@ -238,16 +248,19 @@ class SalesforceApi:
             payload = self.client.get_json(self.path(QUERY_RESOURCE), params={"q": soql})
         except ApiError as exc:
             raise _explained(exc, soql) from None
+        guard = PagingGuard(f"Salesforce {self.path(QUERY_RESOURCE)}", self.redact)
         while True:
             records = payload.get("records") if isinstance(payload, dict) else None
             if not isinstance(records, list):
                 raise ApiError(f"queryAll answered without a records list [{soql[:120]}]")
-            yield [{k: v for k, v in r.items() if k != "attributes"} for r in records]
-            if payload.get("done") is True:
-                return
-            if not payload.get("nextRecordsUrl"):
+            done = payload.get("done") is True
+            if not done and not payload.get("nextRecordsUrl"):
                 raise ApiError("queryAll answered done=false without a nextRecordsUrl")
-            payload = self.client.get_json(str(payload["nextRecordsUrl"]))
+            following = None if done else guard.token(str(payload["nextRecordsUrl"]))
+            yield [{k: v for k, v in r.items() if k != "attributes"} for r in records]
+            if following is None:
+                return
+            payload = self.client.get_json(following)
 
     def earliest(self, sobject: str) -> dt.datetime | None:
         """The oldest SystemModstamp: an indexed ORDER BY ... LIMIT 1, cheap where a wide range times out."""
@@ -274,19 +287,23 @@ class SalesforceApi:
     def bulk_results(self, job_id: str) -> Iterator[list[dict]]:
         """Wait for the job, then yield its CSV results chunk by chunk until Sforce-Locator is "null"."""
         self._wait_for(job_id)
+        path = self.path(f"{BULK_JOBS}/{job_id}/results")
+        guard = PagingGuard(f"Salesforce {path}", self.redact)
         locator: str | None = None
         while True:
             params: dict[str, object] = {"maxRecords": BULK_MAX_RECORDS}
             if locator:
                 params["locator"] = locator
-            response = self.client.request("GET", self.path(f"{BULK_JOBS}/{job_id}/results"), params=params)
-            reader = csv.DictReader(io.StringIO(response.content.decode("utf-8-sig")))
-            yield [{k: (v if v != "" else None) for k, v in row.items()} for row in reader]
+            response = self.client.request("GET", path, params=params)
             locator = response.headers.get("Sforce-Locator")
-            if locator == "null":
-                return
             if not locator:
                 raise ApiError(f"Bulk results of job {job_id} came without a Sforce-Locator header")
+            if locator != "null":
+                guard.token(locator)
+            reader = csv.DictReader(io.StringIO(response.content.decode("utf-8-sig")))
+            yield [{k: (v if v != "" else None) for k, v in row.items()} for row in reader]
+            if locator == "null":
+                return
 
     def _wait_for(self, job_id: str) -> None:
         """Poll the job on the client's clock, so a test's virtual clock runs the wait too."""
