@@ -42,7 +42,7 @@ from urllib.parse import urlencode
 
 from werkzeug.wrappers import Request, Response
 
-from connectors.fakes.server import FakeServer, Fault, json_response
+from connectors.fakes.server import FakeServer, Fault, json_response, request_target
 
 PORTAL_CURRENCY = "USD"
 CHURN_PROPERTY = "churn_date"  # custom company properties the demo maps to churned_at and mrr
@@ -458,9 +458,10 @@ class FakeHubSpot(FakeServer):
     def _list(self, request: Request, object_type: str) -> Response:
         args = request.args
         history = _csv(args.get("propertiesWithHistory"))
+        turn = self.turn_page(request_target(request), args.get("after") or None)
         try:
             limit = int(args.get("limit", "10"))
-            start = int(base64.b64decode(args["after"]).decode().strip()) if args.get("after") else 0
+            start = int(base64.b64decode(turn.position).decode().strip()) if turn.position else 0
         except ValueError:
             return _error(400, "VALIDATION_ERROR", "Invalid input: limit or after")
         most = 50 if history else 100
@@ -471,8 +472,8 @@ class FakeHubSpot(FakeServer):
         page = records[:self._page_size(limit, len(records))]
         body: dict = {"results": [self._render(object_type, r, _csv(args.get("properties")), history,
                                                _csv(args.get("associations"))) for r in page]}
-        if len(records) > len(page):
-            token = list_after(page[-1].id)
+        token = self.next_page_token(turn, list_after(page[-1].id) if len(records) > len(page) else None)
+        if token is not None:
             body["paging"] = {"next": {"after": token, "link": f"?{urlencode({'after': token})}"}}
         return json_response(body)
 
@@ -494,6 +495,12 @@ class FakeHubSpot(FakeServer):
         if offset + limit > self.search_cap:
             return _error(400, "VALIDATION_ERROR",
                           f"Search cannot page beyond {self.search_cap} results (after={offset}, limit={limit})")
+        # Keyset pages (hs_object_id GT the last id read) are a listing whose position is that id;
+        # a paging fault ('hs_object_id>ID' in its route) answers from an earlier id, as a stale replica would.
+        bound = next((f.get("value") for f in filters if _is_id_bound(f)), None)
+        turn = self.turn_page(f"{request.path}?hs_object_id>{bound}", bound)
+        if turn.position != bound:
+            groups = _rebound(groups, turn.position)
         types = self._property_types(object_type)
         try:
             matches = [r for r in self._records(object_type, archived=False)
@@ -504,6 +511,7 @@ class FakeHubSpot(FakeServer):
             name, descending = _sort_spec(sort)
             matches.sort(key=lambda r, n=name: self._sort_key(object_type, r, n, types), reverse=descending)
         page = matches[offset:offset + self._page_size(limit, len(matches) - offset)]
+        self.next_page_token(turn, str(max(r.id for r in page)) if page else None)  # the next page's bound
         body: dict = {"total": len(matches),
                       "results": [self._render(object_type, r, query.get("properties") or []) for r in page]}
         if offset + len(page) < len(matches):
@@ -763,6 +771,21 @@ def _test(value: str | None, condition: dict, kind: str) -> bool:
         return comparisons[operator]
     return {"LT": actual < expected, "LTE": actual <= expected,  # type: ignore[operator]
             "GT": actual > expected, "GTE": actual >= expected}[operator]  # type: ignore[operator]
+
+
+def _is_id_bound(condition: dict) -> bool:
+    """The keyset condition of a search page: hs_object_id GT the last id read."""
+    return condition.get("propertyName") == "hs_object_id" and condition.get("operator") == "GT"
+
+
+def _rebound(groups: list[dict], bound: str | None) -> list[dict]:
+    """Filter groups with their hs_object_id GT condition moved to `bound` (None: dropped, from the first id)."""
+    moved = []
+    for group in groups:
+        filters = [{**f, "value": bound} if _is_id_bound(f) else f
+                   for f in group.get("filters", []) if bound is not None or not _is_id_bound(f)]
+        moved.append({**group, "filters": filters})
+    return moved
 
 
 def _sort_spec(sort: str | dict) -> tuple[str, bool]:

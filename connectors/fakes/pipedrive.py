@@ -36,7 +36,7 @@ from pathlib import Path
 
 from werkzeug.wrappers import Request, Response
 
-from connectors.fakes.server import FakeServer, json_response
+from connectors.fakes.server import FakeServer, json_response, request_target
 
 V2_MAX_LIMIT = 500
 V1_MAX_LIMIT = 500
@@ -62,6 +62,11 @@ CANONICAL_PIPELINES = {"new_business": "New business", "expansion": "Expansion"}
 def field_key(name: str) -> str:
     """Pipedrive keys custom fields by a 40-character hash."""
     return hashlib.sha1(name.encode()).hexdigest()  # an identifier, not a security measure
+
+
+def list_cursor(key: list) -> str:
+    """The v2 cursor that resumes after the record with sort key `key` ([sort value, id]): opaque base64."""
+    return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
 
 
 def v1_time(moment: dt.datetime | None) -> str | None:
@@ -464,10 +469,11 @@ class FakePipedrive(FakeServer):
     def _v2_list(self, request: Request, records: list[dict], render: Callable[[dict], dict]) -> Response:
         """Filter by updated_since (inclusive), sort, and page with an opaque keyset cursor."""
         args = request.args
+        turn = self.turn_page(request_target(request), args.get("cursor"))
         try:
             limit = int(args.get("limit", 100))
             since = _parse_iso(args["updated_since"]) if "updated_since" in args else None
-            after = json.loads(base64.urlsafe_b64decode(args["cursor"])) if "cursor" in args else None
+            after = json.loads(base64.urlsafe_b64decode(turn.position)) if turn.position else None
         except (ValueError, KeyError):
             return _error(400, "Validation failed: limit, updated_since or cursor is malformed")
         sort_by = args.get("sort_by", "id")
@@ -486,7 +492,7 @@ class FakePipedrive(FakeServer):
             chosen = [r for r in chosen if (key(r) < after if descending else key(r) > after)]
         page = chosen[:min(limit, self.page_cap)]
         more = len(chosen) > len(page)
-        next_cursor = base64.urlsafe_b64encode(json.dumps(key(page[-1])).encode()).decode() if more else None
+        next_cursor = self.next_page_token(turn, list_cursor(key(page[-1])) if more else None)
         return json_response({"success": True, "data": [render(r) for r in page],
                               "additional_data": {"next_cursor": next_cursor}})
 

@@ -31,7 +31,7 @@ from pathlib import Path
 
 from werkzeug.wrappers import Request, Response
 
-from connectors.fakes.server import FakeServer, json_response
+from connectors.fakes.server import FakeServer, json_response, request_target
 
 UTC = dt.UTC
 ID_PREFIXES = {
@@ -272,7 +272,7 @@ class FakeSalesforce(FakeServer):
         self._clock = clock
         self._last_stamp = dt.datetime.min.replace(tzinfo=UTC)
         self._numbers = itertools.count(1)
-        self._cursors: dict[str, list[dict]] = {}
+        self._cursors: dict[str, tuple[str, list[dict]]] = {}  # query locator -> (sObject, records)
         self._jobs: dict[str, _Job] = {}
         self.schema = {name: dict(fields) for name, fields in SCHEMA.items()}
         for name in ("Opportunity", "Account", "OpportunityHistory"):
@@ -632,9 +632,9 @@ class FakeSalesforce(FakeServer):
     def _route(self, request: Request, resource: str) -> Response:
         parts = resource.split("/")
         if parts[0] in ("query", "queryAll") and len(parts) == 1:
-            return self._query(parts[0], request.args.get("q", ""))
+            return self._query(request, parts[0], request.args.get("q", ""))
         if parts[0] in ("query", "queryAll") and len(parts) == 2:
-            return self._more(parts[0], parts[1])
+            return self._batch(request, parts[0], parts[1])
         if parts[0] == "sobjects" and len(parts) == 3 and parts[2] == "describe":
             return self._describe(parts[1])
         if parts[:2] == ["jobs", "query"]:
@@ -662,26 +662,30 @@ class FakeSalesforce(FakeServer):
                 payload["refresh_token"] = next(iter(self.refresh_tokens))
         return json_response(payload)
 
-    def _query(self, resource: str, text: str) -> Response:
+    def _query(self, request: Request, resource: str, text: str) -> Response:
         query, rows = self.run(text, include_deleted=resource == "queryAll")
         records = [self._rest_record(query, row) for row in rows]
         locator = salesforce_id(ID_PREFIXES["Locator"], next(self._numbers))[:15]
-        self._cursors[locator] = records
-        return self._batch(resource, locator, 0)
+        self._cursors[locator] = (query.sobject, records)
+        return self._batch(request, resource, f"{locator}-0")
 
-    def _more(self, resource: str, locator_and_offset: str) -> Response:
-        locator, _, offset = locator_and_offset.rpartition("-")
-        if locator not in self._cursors or not offset.isdigit():
+    def _batch(self, request: Request, resource: str, token: str) -> Response:
+        """The batch at `token` ('<locator>-<offset>'); paging faults match '<target> [<sObject>]'."""
+        locator = str(self.resolve_page_token(token)).rpartition("-")[0]
+        if locator not in self._cursors:
             return _errors(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
-        return self._batch(resource, locator, int(offset))
-
-    def _batch(self, resource: str, locator: str, offset: int) -> Response:
-        records = self._cursors[locator]
-        end = offset + self.batch_size
-        payload: dict[str, object] = {"totalSize": len(records), "done": end >= len(records),
-                                      "records": records[offset:end]}
-        if end < len(records):
-            payload["nextRecordsUrl"] = f"/services/data/{self.api_version}/{resource}/{locator}-{end}"
+        turn = self.turn_page(f"{request_target(request)} [{self._cursors[locator][0]}]", token)
+        locator, _, offset = str(turn.position).rpartition("-")
+        if not offset.isdigit():
+            return _errors(400, "INVALID_QUERY_LOCATOR", "invalid query locator")
+        records = self._cursors[locator][1]
+        start = int(offset)
+        end = start + self.batch_size
+        following = self.next_page_token(turn, f"{locator}-{end}" if end < len(records) else None)
+        payload: dict[str, object] = {"totalSize": len(records), "done": following is None,
+                                      "records": records[start:end]}
+        if following is not None:
+            payload["nextRecordsUrl"] = f"/services/data/{self.api_version}/{resource}/{following}"
         else:
             del self._cursors[locator]
         return json_response(payload)
