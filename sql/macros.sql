@@ -56,6 +56,10 @@ CREATE OR REPLACE TEMP MACRO parse_number(s) AS
               AND isfinite(try_cast(s AS DOUBLE)) THEN try_cast(s AS DOUBLE)
          ELSE parse_number_general(s) END;
 
+-- Which raw rows a staging model reads: all of them, except in an incremental build,
+-- which redefines this for the keys that new batches touched (pipelines/transform.py).
+CREATE OR REPLACE TEMP MACRO in_scope(src, raw_key, batch) AS true;
+
 CREATE OR REPLACE TEMP MACRO parse_bool(s) AS
     CASE WHEN lower(trim(s)) IN ('true', 't', '1', 'yes', 'y') THEN true
          WHEN lower(trim(s)) IN ('false', 'f', '0', 'no', 'n') THEN false END;

@@ -45,7 +45,7 @@ LOAD_TIME = {"_batch_id", "_loaded_at", "batch_id", "rejected_at"}
 LOAD_TIME_BY_TABLE = {
     "raw.loaded_files": {"loaded_at"}, "raw.sync_state": {"updated_at"},
     # A raw state's fingerprint holds the last batch id, which a killed run may have used up.
-    "raw.build_state": {"fingerprint", "built_at", "validated_batch"}, "raw.published_state": {"built_at"},
+    "raw.build_state": {"fingerprint", "raw_last_batch", "built_at", "validated_batch"},
 }
 FLOAT_TYPES = {"DOUBLE", "FLOAT", "REAL"}
 # An API row's _row_number is its place in the page that brought it: a resumed (or incremental)

@@ -18,7 +18,10 @@ import dagster as dg
 import duckdb
 import yaml
 
+from pipelines import transform
+from pipelines.config import load_settings
 from pipelines.definitions import build_defs
+from tests.conftest import ACCOUNTS, DEAL_COLUMNS, GL_COLUMNS, deal, run_pipeline, write_csv
 from tests.test_crash_safety import differences, fingerprint
 
 REPO = Path(__file__).resolve().parent.parent
@@ -135,3 +138,78 @@ def test_a_changed_setting_rebuilds_and_rechecks_every_row_it_touches(tmp_path: 
                                "AND category <> 'sales_marketing'").fetchone()[0]
     assert checks[("finance_gl", "pandera_schema")]["rows_checked"] == lines
     assert remapped == 0
+
+
+# Key-scoped rebuilds: the rows of the keys a new batch touches are rebuilt, the rest kept.
+FIRST = [
+    deal("D1", "2025-01-05T10:00:00Z", updated_at="2025-01-05T10:00:00Z"),
+    deal("D2", "2025-01-06T10:00:00Z", "2025-02-01T10:00:00Z", won=True, updated_at="2025-02-01T10:00:00Z"),
+    deal("D3", "2025-01-07T10:00:00Z", updated_at="2025-01-07T10:00:00Z"),
+    deal("D4", "2025-01-08T10:00:00Z", updated_at="2025-01-08T10:00:00Z"),
+    deal("D5", "2025-01-09T10:00:00Z", amount="not a number"),  # quarantined from the start
+    deal("", "2025-01-10T10:00:00Z"),  # no key: judged on its own, quarantined
+]
+DELTA = [
+    # A newer version wins; an older one loses to what is stored.
+    deal("D1", "2025-01-05T10:00:00Z", "2025-03-01T10:00:00Z", won=True, updated_at="2025-03-01T10:00:00Z"),
+    deal("D2", "2025-01-06T10:00:00Z", "2025-02-01T10:00:00Z", won=False, updated_at="2025-01-20T10:00:00Z"),
+    # The newest version breaks a rule: the key goes to quarantine, the old version does not come back.
+    deal("D3", "2025-01-07T10:00:00Z", "2025-03-02T10:00:00Z", won=True, updated_at="2025-03-03T10:00:00Z",
+         currency="XYZ"),
+    # A fixed version of a quarantined key, an unparseable updated_at, a new key, another keyless row.
+    deal("D5", "2025-01-09T10:00:00Z", amount="500", updated_at="2025-03-04T10:00:00Z"),
+    deal("D4", "2025-01-08T10:00:00Z", updated_at="yesterday"),
+    deal("D6", "2025-03-05T10:00:00Z", updated_at="2025-03-05T10:00:00Z"),
+    deal(" ", "2025-03-06T10:00:00Z"),
+    # The same key twice in one file with equal updated_at: the later line wins.
+    deal("D7", "2025-03-07T10:00:00Z", amount="100", updated_at="2025-03-07T10:00:00Z"),
+    deal("D7", "2025-03-07T10:00:00Z", amount="200", updated_at="2025-03-07T10:00:00Z"),
+]
+COMPARED = ("staging.deals", "quarantine.rejected_rows")
+
+
+def _project(folder: Path, delta: bool) -> Path:
+    columns = [*DEAL_COLUMNS, "is_deleted"]
+    write_csv(folder / "exports" / "deals.csv", columns, FIRST)
+    if delta:
+        write_csv(folder / "exports" / "deals_delta_001.csv", columns, DELTA)
+    write_csv(folder / "finance_gl.csv", GL_COLUMNS, [])
+    config = {"as_of": "2025-03-31", "go_live": "2025-01-01",
+              "sources": [{"kind": "files", "path": "exports"}],
+              "finance": {"path": "finance_gl.csv", "accounts": ACCOUNTS}}
+    (folder / "crm_roi.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    return folder / "crm_roi.yaml"
+
+
+def test_a_key_scoped_rebuild_gives_the_rows_of_a_full_rebuild(tmp_path: Path, monkeypatch):
+    monkeypatch.delenv("CRM_ROI_DUCKDB", raising=False)
+    config = _project(tmp_path / "incremental", delta=False)
+    run_pipeline(load_settings(config)).close()
+    _project(tmp_path / "incremental", delta=True)
+    scoped_builds = []
+    real = transform._rebuild_affected_keys
+    monkeypatch.setattr(transform, "_rebuild_affected_keys",
+                        lambda con, table, after: scoped_builds.append(table) or real(con, table, after))
+    incremental = run_pipeline(load_settings(config))
+    assert scoped_builds == ["deals"]  # the delta went down the key-scoped path
+
+    monkeypatch.undo()
+    monkeypatch.delenv("CRM_ROI_DUCKDB", raising=False)
+    scratch = run_pipeline(load_settings(_project(tmp_path / "scratch", delta=True)))
+    incremental_db = tmp_path / "incremental" / "crm_roi.duckdb"
+    scratch_db = tmp_path / "scratch" / "crm_roi.duckdb"
+    incremental.close()
+    scratch.close()
+    assert differences(fingerprint(incremental_db, ("staging", "quarantine")),
+                       fingerprint(scratch_db, ("staging", "quarantine"))) == []
+    with duckdb.connect(str(incremental_db), read_only=True) as con:
+        kept = dict(con.execute("SELECT deal_id, is_won FROM staging.deals").fetchall())
+        amounts = dict(con.execute("SELECT deal_id, amount FROM staging.deals").fetchall())
+        quarantined = sorted(con.execute(
+            "SELECT key, reason FROM quarantine.rejected_rows WHERE table_name = 'deals'").fetchall(),
+            key=lambda r: (r[0] or "", r[1]))
+    assert kept == {"D1": True, "D2": True, "D5": False, "D6": False, "D7": False, "D4": False}
+    assert amounts["D7"] == 200
+    # D5's fixed version replaced its quarantined one; both keyless rows stay quarantined on their own.
+    assert quarantined == [(None, "missing deal_id"), (None, "missing deal_id"),
+                           ("D3", "no fx rate for XYZ on or before 2025-03-02"), ("D4", "unparseable updated_at")]

@@ -101,7 +101,7 @@ def _mart_asset(table: str) -> dg.AssetsDefinition:
 )
 def analyst_copy(crm_roi: CrmRoi) -> dg.MaterializeResult:
     with crm_roi.warehouse() as (settings, con):
-        counts = publish(con, settings.published_path)
+        counts = publish(con, settings.duckdb_path, settings.published_path)
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(settings.published_path)),
         "tables": len(counts),

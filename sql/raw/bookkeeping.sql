@@ -37,18 +37,15 @@ CREATE TABLE IF NOT EXISTS raw.sync_state (
 
 -- What each staging table was last built from: its inputs' fingerprint (model,
 -- macros, run settings, upstream tables) and the raw table's state. A table whose
--- inputs are unchanged is not rebuilt, and only rows from batches after
--- validated_batch are checked again (the older ones passed every check).
+-- inputs are unchanged is not rebuilt; one whose raw table only gained rows since
+-- (raw_rows rows up to raw_last_batch) is rebuilt for the keys the new rows touch;
+-- only rows from batches after validated_batch are checked again.
 CREATE TABLE IF NOT EXISTS raw.build_state (
     table_name      VARCHAR PRIMARY KEY,
     fingerprint     VARCHAR NOT NULL,
     model_fingerprint VARCHAR NOT NULL,
+    raw_rows        BIGINT NOT NULL,
+    raw_last_batch  BIGINT,
     built_at        TIMESTAMP NOT NULL,
     validated_batch BIGINT
-);
-
--- The build of each staging table that the analyst copy holds (see pipelines/publish.py).
-CREATE TABLE IF NOT EXISTS raw.published_state (
-    table_name VARCHAR PRIMARY KEY,
-    built_at   TIMESTAMP NOT NULL
 );

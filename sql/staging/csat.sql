@@ -14,6 +14,7 @@ WITH parsed AS (
             ORDER BY r._batch_id DESC, r._row_number DESC
         ) AS version_rank
     FROM raw.csat AS r
+    WHERE in_scope(r._source, r.response_id, r._batch_id)
 )
 SELECT
     source, response_id, customer_id, responded_at, score, _batch_id AS batch_id,

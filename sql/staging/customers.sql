@@ -19,6 +19,7 @@ WITH parsed AS (
             ORDER BY r._batch_id DESC, r._row_number DESC
         ) AS version_rank
     FROM raw.customers AS r
+    WHERE in_scope(r._source, r.customer_id, r._batch_id)
 )
 SELECT
     source, customer_id, name, started_at, churned_at, mrr, is_deleted, _batch_id AS batch_id,

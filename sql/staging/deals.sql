@@ -24,6 +24,7 @@ WITH parsed AS (
         r.is_won AS raw_is_won, r.is_deleted AS raw_is_deleted,
         r.rowid AS _raw_rowid, r._file, r._row_number, r._batch_id
     FROM raw.deals AS r
+    WHERE in_scope(r._source, r.deal_id, r._batch_id)
 ),
 ranked AS (
     SELECT

@@ -18,6 +18,7 @@ WITH parsed AS (
             ORDER BY r._batch_id DESC, r._row_number DESC
         ) AS version_rank
     FROM raw.finance_gl AS r
+    WHERE in_scope(r._source, r.entry_id, r._batch_id)
 ),
 priced AS (
     SELECT
