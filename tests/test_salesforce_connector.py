@@ -432,7 +432,8 @@ def test_kpis_from_the_api_equal_kpis_from_the_same_records_exported(tmp_path):
     extras.mkdir()
     for name in ("fx_rates.csv", "csat.csv", "crm_usage.csv"):
         shutil.copy(SAMPLE / name, extras / name)
-    demo = {"gross_margin": 0.6, "attribution_share": 0.4, "risk_adjustment": 0.1, "arpa_monthly": 1500}
+    demo = {"gross_margin": 0.6, "attribution_share": 0.4, "risk_adjustment": 0.1, "arpa_monthly": 1500,
+            "data_roots": [str(tmp_path), str(SAMPLE)]}  # the export folders sit beside the config folders
     with fake.running():
         api = run_pipeline(load_settings(configure(
             tmp_path / "api", fake, files=[{"kind": "files", "path": str(extras)}], **demo)))
