@@ -112,7 +112,7 @@ def _dagster_target(results: dict) -> tuple[str, str, str]:
     for n, size in sorted(results["sizes"].items(), key=lambda item: int(item[0])):
         if size["runs"].get("crm_roi_full"):
             overhead = _median(size["runs"]["crm_roi_full"], lambda r: r["detail"]["dagster"]["overhead_s"])
-            measured.append((f"outside the steps at N = {int(n):,}", overhead))
+            measured.append((f"around the steps of the full run at N = {int(n):,}", overhead))
     if not measured:
         return name, "variants dagster_noop and crm_roi_full not run", "NOT MEASURED"
     text = "; ".join(f"{label}: {value:.2f} s" for label, value in measured)
@@ -141,7 +141,7 @@ def _api_targets(api: dict | None) -> list[tuple[str, str, str]]:
 # -- markdown ---------------------------------------------------------------------------------
 def markdown(results: dict, before: dict | None = None) -> str:
     """The whole RESULTS.md."""
-    machine, versions = results["machine"], results["versions"]
+    machine = results["machine"]
     lines = [
         "# crm-roi benchmark results",
         "",
@@ -160,9 +160,7 @@ def markdown(results: dict, before: dict | None = None) -> str:
         f"| {machine['cpu']} | {machine['cores']} | {machine['ram_gb']} GiB | {machine['os']} | "
         f"{', '.join(map(str, machine['load_average_at_start']))} |",
         "",
-        "| " + " | ".join(versions) + " |",
-        "|" + "---|" * len(versions),
-        "| " + " | ".join(versions.values()) + " |",
+        *_environments(results["environments"]),
         "",
         "## Targets (issue 5)",
         "",
@@ -180,6 +178,19 @@ def markdown(results: dict, before: dict | None = None) -> str:
         lines += _before_after(before, results)
     lines.append(METHOD)
     return "\n".join(lines)
+
+
+def _environments(environments: dict) -> list[str]:
+    """One row per environment: crm-roi's own (the product's dependencies only) and the harness's."""
+    names = [name for name in environments["bench"] if name != "executable"]
+    lines = ["| environment | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for role, label in (("crm_roi", "crm-roi, (a), fake server"), ("bench", "harness, (b), dlt")):
+        env = environments[role]
+        lines.append(f"| {label}: `{env['executable']}` | " + " | ".join(env.get(n, "") for n in names) + " |")
+    if environments["crm_roi"].get("pandas", "not installed") != "not installed":
+        lines += ["", "**Warning:** crm-roi ran in an environment with pandas installed; `import pandera` then "
+                  "imports pandas, so its start-up time and memory are above what a production install has."]
+    return lines
 
 
 def _code_line(code: dict | None) -> str:
@@ -223,7 +234,8 @@ def _size_section(n: int, size: dict) -> list[str]:
             slowest = sorted(runs[variant][0]["detail"]["dagster"]["steps"].items(), key=lambda kv: -kv[1])[:3]
             lines.append(f"- {LABELS[variant]}: job {job:.2f} s of which steps {steps:.2f} s "
                          f"(slowest in run 1: {', '.join(f'{k} {v:.2f} s' for k, v in slowest)}); "
-                         f"outside the job (Python start, imports, config checks, summary) {outside:.2f} s.")
+                         "outside the job (Python start, imports, Dagster instance, config checks, summary) "
+                         f"{outside:.2f} s.")
     if runs.get("crm_roi_full"):
         reference = runs["crm_roi_full"][0]["detail"]["kpi"]
         for variant in ("bare_duckdb", "pandas_pandera"):
@@ -237,8 +249,9 @@ def _size_section(n: int, size: dict) -> list[str]:
 
 def _dagster_section(results: dict) -> list[str]:
     lines = ["## Dagster's own overhead", "",
-             "Two measures (see *How the numbers are made*): the real run's job wall time less the sum of its "
-             "step durations, and a job of the same shape whose steps do nothing.", ""]
+             "Two measures (see *How the numbers are made*): in the real run, the ephemeral instance's creation "
+             "plus the job's wall time less the sum of its step durations; and a job of the same shape whose "
+             "steps do nothing (instance included).", ""]
     noop = results.get("dagster_noop")
     if noop:
         def noop_cell(key: str) -> str:
@@ -251,8 +264,14 @@ def _dagster_section(results: dict) -> list[str]:
     for n, size in sorted(results["sizes"].items(), key=lambda item: int(item[0])):
         for variant in ("crm_roi_full", "crm_roi_incremental"):
             if size["runs"].get(variant):
-                overhead = spread([r["detail"]["dagster"]["overhead_s"] for r in size["runs"][variant]])
-                lines.append(f"- {LABELS[variant]} at N = {int(n):,}: outside the steps {_cell(overhead)} s.")
+                runs = size["runs"][variant]
+
+                def cell(key: str, runs: list[dict] = runs) -> str:
+                    return _cell(spread([r["detail"]["dagster"][key] for r in runs]))
+
+                lines.append(f"- {LABELS[variant]} at N = {int(n):,}: around the steps {cell('overhead_s')} s "
+                             f"(instance {cell('instance_s')} s, job {cell('job_wall_s')} s, steps "
+                             f"{cell('step_sum_s')} s); import dagster {cell('dagster_import_s')} s.")
     return [*lines, ""]
 
 
@@ -298,6 +317,10 @@ METHOD = """## How the numbers are made
   around it, CPU time = its user + system time (with any children it waited for), peak RSS = `ru_maxrss` of
   the largest process in its tree. Rounds are interleaved (a b c d, a b c d, ...) so a busy spell on the
   machine hits every variant; the tables show median [min-max].
+- Two environments from the same `uv.lock`: crm-roi, (a) and the fake server run in `.venv` (`make setup`:
+  the product's dependencies and the dev tools, no pandas, as in production); the harness, (b) and dlt in
+  `bench/.venv` (plus the `bench` extra). With pandas installed, `import pandera` imports it, which would add
+  seconds and some 60 MiB to every crm-roi run.
 - (a) `bench/bare_duckdb.py`: a fresh DuckDB file; every CSV loaded with `read_csv(..., columns = {...})`
   (explicit types); the row rules as one SQL count per table; the monthly KPIs (revenue won, deals won and
   lost, win rate, average deal size, median cycle, GL costs) with crm-roi's cut-off and FX rules.
@@ -308,8 +331,9 @@ METHOD = """## How the numbers are made
   plus a timer around `execute_in_process`.
 - (d) after a full run (the round's timed (c) run, else an untimed one), `generate.write_delta(folder, 0.01)`
   adds `deals_delta_001.csv` (1% of the deals changed) and a second `crm-roi run` is timed.
-- Dagster's overhead: (1) in each (c)/(d) run, the job's wall time less the sum of its STEP_SUCCESS durations
-  (Dagster's step timer): run start/end, planning, step launch, the event log between steps; (2)
+- Dagster's overhead: (1) in each (c)/(d) run, the creation of the ephemeral instance plus the job's wall time
+  less the sum of its STEP_SUCCESS durations (Dagster's step timer): instance, run start/end, planning, step
+  launch, the event log between steps; (2)
   `bench/dagster_noop.py` mirrors every asset of crm-roi's definitions (keys, dependencies, checks) with a
   body that does nothing and runs that job in-process on an ephemeral instance: the cost of Dagster alone,
   including the events it writes inside each step. Importing dagster is reported beside it.
@@ -325,13 +349,15 @@ METHOD = """## How the numbers are made
 ## How to profile
 
 ```
-.venv/bin/python -m bench.run --profile 1000000        # N deals; data cached under bench/.work/
+bench/.venv/bin/python -m bench.run --profile 1000000     # N deals; data cached under bench/.work/
 ```
 
-runs `crm-roi run` on a fresh warehouse and then the 1% incremental run, each under pyinstrument, and writes
-`bench/profiles/crm_roi_full_<N>.html` / `.txt` and `crm_roi_incremental_<N>.html` / `.txt` (git-ignored).
-Open the HTML in a browser; the text file is the call tree with the time per frame. Time inside DuckDB shows as
-the Python line that called `execute`; the `raw__*`, `staging__*`, ... frames are the Dagster steps.
+runs `crm-roi run` on a fresh warehouse, then the 1% incremental run, each sampled by py-spy from outside
+the process (crm-roi runs in `.venv` as benchmarked; `--native` shows DuckDB's own frames), and writes to
+`bench/profiles/` (git-ignored): `crm_roi_full_<N>.svg` (flamegraph: open it in a browser, click to zoom),
+`crm_roi_full_<N>.txt` (crm-roi's functions by inclusive time, all frames by self time),
+`crm_roi_full_<N>.collapsed` (raw stacks, for speedscope or inferno), and the same for `crm_roi_incremental_<N>`.
+Each run is sampled twice (flamegraph, raw stacks), after the same reset.
 """
 
 

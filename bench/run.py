@@ -1,8 +1,14 @@
 """The benchmark harness of issue 5: crm-roi against bare DuckDB, pandas + Pandera and dlt, at N deals.
 
-    .venv/bin/python -m bench.run --sizes 100000,1000000,5000000 --repeat 3   # or: make bench
-    .venv/bin/python -m bench.run --render-only       # RESULTS.md and the plot again, from results.json
-    .venv/bin/python -m bench.run --profile 1000000   # pyinstrument reports into bench/profiles/
+    make bench          # = bench/.venv/bin/python -m bench.run --sizes 100000,1000000,5000000 --repeat 3
+    bench/.venv/bin/python -m bench.run --render-only       # RESULTS.md and the plot again, from results.json
+    bench/.venv/bin/python -m bench.run --profile 1000000   # py-spy reports into bench/profiles/
+
+Two environments, both from uv.lock: crm-roi, the bare-DuckDB variant and the
+fake server run with --product-python (default .venv/bin/python, what `make
+setup` builds: no pandas, as in production); the harness, pandas + Pandera
+and dlt run in bench/.venv (dev + bench extras). One environment for all would
+slow crm-roi down: `import pandera` imports pandas whenever it is installed.
 
 For each N it generates the canonical exports once (cached under --work by N),
 then runs every variant in its own process, --repeat times, in interleaved
@@ -21,7 +27,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import hashlib
-import importlib.metadata
 import json
 import math
 import os
@@ -34,18 +39,19 @@ from pathlib import Path
 
 import duckdb
 
-from bench import generate, report
+from bench import generate, profiling, report
 from bench.measure import Sample, measure
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
+PRODUCT_PYTHON = REPO / ".venv" / "bin" / "python"
 SIZE_VARIANTS = ("bare_duckdb", "pandas_pandera", "crm_roi_full", "crm_roi_incremental")
 VARIANTS = (*SIZE_VARIANTS, "dagster_noop", "api")
 DELTA_SHARE = 0.01
 API_PAGE_SIZE = 50  # HubSpot's list limit with propertiesWithHistory (connectors.hubspot.settings)
 API_METADATA_REQUESTS = 2  # crm-roi's sync also reads the deal pipelines and the portal currency, once each
 PRODUCT_PATHS = ("pipelines", "sql", "connectors", "pyproject.toml", "uv.lock")
-VERSIONED = ("duckdb", "dagster", "pandas", "pandera", "polars", "pyarrow", "dlt", "matplotlib", "pyinstrument")
+VERSIONED = ("duckdb", "dagster", "pandas", "pandera", "polars", "pyarrow", "dlt", "matplotlib", "py-spy")
 
 
 def machine() -> dict:
@@ -66,15 +72,22 @@ def _lines(path: str) -> list[str]:
         return []
 
 
-def versions() -> dict:
-    """Python and the libraries each variant stands on ("not installed" where a variant was not run)."""
-    found = {"python": platform.python_version()}
-    for name in VERSIONED:
-        try:
-            found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            found[name] = "not installed"
-    return found
+VERSIONS_SCRIPT = """
+import importlib.metadata, importlib.util, json, platform, sys
+found = {"python": platform.python_version()}
+for name in sys.argv[1:]:
+    try:
+        found[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        found[name] = "not installed"
+print(json.dumps(found))
+"""
+
+
+def versions(python: str) -> dict:
+    """Python and the libraries the variants stand on, as installed for `python`."""
+    done = subprocess.run([python, "-c", VERSIONS_SCRIPT, *VERSIONED], capture_output=True, text=True, check=True)
+    return json.loads(done.stdout)
 
 
 def code_version() -> dict:
@@ -97,8 +110,9 @@ def child_env(**extra: str) -> dict[str, str]:
 class Harness:
     """Generates the data, runs the variants and collects their samples into one results dict."""
 
-    def __init__(self, work: Path, repeat: int, variants: list[str], python: str = sys.executable):
-        self.work, self.repeat, self.variants, self.python = work, repeat, variants, python
+    def __init__(self, work: Path, repeat: int, variants: list[str], product_python: str):
+        self.work, self.repeat, self.variants = work, repeat, variants
+        self.product = product_python  # crm-roi's environment; the reference variants use this harness's own
 
     # -- data ------------------------------------------------------------------------
     def dataset(self, deals: int) -> Path:
@@ -130,29 +144,33 @@ class Harness:
         print(f"    {sample.wall_s:.2f} s wall, {sample.cpu_s:.2f} s CPU, {sample.rss_mb:.0f} MiB peak RSS", flush=True)
         return sample
 
-    def _crm_roi(self, folder: Path, detail: Path | None = None) -> list[str]:
+    def crm_roi(self, folder: Path, detail: Path | None = None) -> list[str]:
         """`crm-roi run --config <folder>/crm_roi.yaml`, through the wrapper that records Dagster's step times."""
-        return [self.python, "-m", "bench.crm_roi_run", *(["--detail", str(detail)] if detail else []), "run",
+        return [self.product, "-m", "bench.crm_roi_run", *(["--detail", str(detail)] if detail else []), "run",
                 "--config", str(folder / "crm_roi.yaml")]
+
+    def full_run_untimed(self, folder: Path) -> None:
+        """A fresh warehouse built by a full run that is not measured (what an incremental run starts from)."""
+        self.reset_crm_roi(folder)
+        subprocess.run(self.crm_roi(folder), check=True, cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL)
 
     def _run_variant(self, name: str, deals: int, folder: Path, round_: int, state: dict) -> Sample:
         scratch = self.work / "scratch" / str(deals)
         scratch.mkdir(parents=True, exist_ok=True)
         detail = self.work / "logs" / str(deals) / f"{name}_{round_ + 1}.json"
         if name == "bare_duckdb":
-            command = [self.python, "-m", "bench.bare_duckdb", str(folder), "--db", str(scratch / "bare.duckdb"),
+            command = [self.product, "-m", "bench.bare_duckdb", str(folder), "--db", str(scratch / "bare.duckdb"),
                        "--detail", str(detail)]
         elif name == "pandas_pandera":
-            command = [self.python, "-m", "bench.pandas_pandera", str(folder), "--detail", str(detail)]
+            command = [sys.executable, "-m", "bench.pandas_pandera", str(folder), "--detail", str(detail)]
         elif name == "crm_roi_full":
             self.reset_crm_roi(folder)
-            command = self._crm_roi(folder, detail)
+            command = self.crm_roi(folder, detail)
         else:  # crm_roi_incremental: from the state a full run left (the timed one of this round, if any)
             if not state.get("fresh_full_run"):
-                self.reset_crm_roi(folder)
-                subprocess.run(self._crm_roi(folder), check=True, cwd=REPO, env=child_env(), stdout=subprocess.DEVNULL)
+                self.full_run_untimed(folder)
             generate.write_delta(folder, DELTA_SHARE)
-            command = self._crm_roi(folder, detail)
+            command = self.crm_roi(folder, detail)
         sample = self._measure(f"N={deals:,} {name}", round_, command, detail)
         state["fresh_full_run"] = name == "crm_roi_full"
         if name == "crm_roi_full":
@@ -179,7 +197,7 @@ class Harness:
         """Dagster alone: the job's shape with empty steps (bench.dagster_noop), --repeat times."""
         config = self.dataset(deals) / "crm_roi.yaml"
         details = [self.work / "logs" / "dagster_noop" / f"run_{r + 1}.json" for r in range(self.repeat)]
-        return [self._measure("dagster_noop", r, [self.python, "-m", "bench.dagster_noop", "--config", str(config),
+        return [self._measure("dagster_noop", r, [self.product, "-m", "bench.dagster_noop", "--config", str(config),
                                                   "--detail", str(detail)], detail).as_dict()
                 for r, detail in enumerate(details)]
 
@@ -191,7 +209,7 @@ class Harness:
         scratch.mkdir(parents=True)
         token = secrets.token_urlsafe(24)
         with (scratch / "server.log").open("wb") as server_log:
-            server = subprocess.Popen([self.python, "-m", "bench.fake_server", str(folder)], cwd=REPO, text=True,
+            server = subprocess.Popen([self.product, "-m", "bench.fake_server", str(folder)], cwd=REPO, text=True,
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=server_log,
                                       env=child_env(BENCH_HUBSPOT_TOKEN=token))
         try:
@@ -199,6 +217,7 @@ class Harness:
             if not ready:
                 raise RuntimeError(f"the fake HubSpot did not start; see {scratch / 'server.log'}")
             runs: dict[str, list[dict]] = {"crm_roi": [], "dlt": []}
+            python = {"crm_roi": self.product, "dlt": sys.executable}
             for round_ in range(self.repeat):
                 for client in runs:
                     server.stdin.write("reset\n")
@@ -207,7 +226,7 @@ class Harness:
                     db, detail = scratch / f"{client}.duckdb", scratch / f"{client}_{round_ + 1}.json"
                     db.unlink(missing_ok=True)
                     shutil.rmtree(scratch / "dlt", ignore_errors=True)
-                    command = [self.python, "-m", "bench.api_sync", client.replace("_", "-"), "--base-url",
+                    command = [python[client], "-m", "bench.api_sync", client.replace("_", "-"), "--base-url",
                                ready["base_url"], "--db", str(db), "--work", str(scratch / "dlt"), "--detail",
                                str(detail)]
                     sample = self._measure(f"api {client} ({deals:,} deals)", round_, command, detail,
@@ -237,19 +256,19 @@ def data_facts(folder: Path, deals: int) -> dict:
                                        if not p.stem.startswith("deals_delta")}}
 
 
-def profile(deals: int, work: Path, out: Path) -> list[Path]:
-    """crm-roi's full run, then its incremental run, under pyinstrument; return the report files."""
-    harness = Harness(work, 1, list(VARIANTS))
+def profile(deals: int, work: Path, out: Path, product_python: str) -> list[Path]:
+    """crm-roi's full run, then its incremental run, under py-spy (bench.profiling); return the report files."""
+    harness = Harness(work, 1, [], product_python)
     folder = harness.dataset(deals)
-    harness.reset_crm_roi(folder)
-    reports = []
-    for name in ("full", "incremental"):
-        if name == "incremental":
-            generate.write_delta(folder, DELTA_SHARE)
-        stem = f"crm_roi_{name}_{deals}"
-        subprocess.run([sys.executable, "-m", "bench.crm_roi_run", "--profile-dir", str(out), "--profile-name", stem,
-                        "run", "--config", str(folder / "crm_roi.yaml")], check=True, cwd=REPO, env=child_env())
-        reports += [out / f"{stem}.html", out / f"{stem}.txt"]
+    command, env = harness.crm_roi(folder), child_env()
+
+    def fresh_then_delta() -> None:
+        harness.full_run_untimed(folder)
+        generate.write_delta(folder, DELTA_SHARE)
+
+    reports = profiling.profile_run(command, out, f"crm_roi_full_{deals}", REPO, env,
+                                    [lambda: harness.reset_crm_roi(folder)])
+    reports += profiling.profile_run(command, out, f"crm_roi_incremental_{deals}", REPO, env, [fresh_then_delta])
     harness.reset_crm_roi(folder)
     return reports
 
@@ -268,6 +287,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--render-only", action="store_true", help="re-render RESULTS.md and the plot, run nothing")
     parser.add_argument("--profile", type=int, metavar="N", help="profile crm-roi at N deals instead of benchmarking")
     parser.add_argument("--profile-dir", type=Path, default=BENCH / "profiles", help="where --profile writes")
+    parser.add_argument("--product-python", default=str(PRODUCT_PYTHON if PRODUCT_PYTHON.exists() else sys.executable),
+                        help="Python of crm-roi's own environment (default .venv/bin/python, from `make setup`)")
     args = parser.parse_args(argv)
     args.sizes = [int(n) for n in args.sizes.split(",") if n]
     args.variants = [v for v in args.variants.split(",") if v]
@@ -281,17 +302,20 @@ def main(argv: list[str] | None = None) -> None:
     """Benchmark (or profile, or re-render) as the arguments say."""
     args = parse_args(argv)
     if args.profile:
-        for path in profile(args.profile, args.work, args.profile_dir):
+        for path in profile(args.profile, args.work, args.profile_dir, args.product_python):
             print(path)
         return
     results_file = args.out / "results.json"
     if not args.render_only:
         args.out.mkdir(parents=True, exist_ok=True)
-        harness = Harness(args.work, args.repeat, args.variants)
+        harness = Harness(args.work, args.repeat, args.variants, args.product_python)
         started = dt.datetime.now(dt.UTC)
         results: dict = {"schema": 1, "started": started.isoformat(timespec="seconds"),
                          "command": " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]),
-                         "machine": machine(), "versions": versions(), "code": code_version(),
+                         "machine": machine(), "code": code_version(),
+                         "environments": {"crm_roi": {"executable": args.product_python,
+                                                      **versions(args.product_python)},
+                                          "bench": {"executable": sys.executable, **versions(sys.executable)}},
                          "repeat": args.repeat,
                          "variants": args.variants, "sizes": harness.sizes(args.sizes)}
         if "dagster_noop" in args.variants:
