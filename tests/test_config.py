@@ -219,3 +219,26 @@ def test_a_symlinked_export_pointing_outside_the_roots_fails_the_load(project_di
 
     with pytest.raises(ExportFileError, match=r"deals file: .* is outside data_roots"):
         stream_inputs(settings, "deals")
+
+
+@pytest.mark.parametrize(
+    ("source", "key"),
+    [
+        ({"kind": "hubspot", "token": "env:CFG_TOKEN", "base_url": "http://api.hubapi.com"}, "sources.0.base_url"),
+        ({"kind": "pipedrive", "token": "env:CFG_TOKEN", "base_url": "http://10.0.0.5"}, "sources.0.base_url"),
+        ({"kind": "salesforce", "client_id": "env:CFG_TOKEN", "client_secret": "env:CFG_TOKEN",
+          "refresh_token": "env:CFG_TOKEN", "login_url": "http://login.salesforce.com"}, "sources.0.login_url"),
+    ],
+)
+def test_tls_cannot_be_switched_off_by_an_http_url(project_dir, monkeypatch, source, key):
+    monkeypatch.setenv("CFG_TOKEN", "secret-value")
+    message = config_error(write_config(project_dir, {**base_config(), "sources": [source]}))
+    assert message.startswith(f"{project_dir / 'crm_roi.yaml'}: {key}: "), message
+    assert "must be an https:// URL" in message and "secret-value" not in message
+
+
+def test_plain_http_is_accepted_only_for_this_machine(project_dir, monkeypatch):
+    monkeypatch.setenv("CFG_TOKEN", "secret-value")
+    config = {**base_config(), "sources": [{"kind": "hubspot", "token": "env:CFG_TOKEN",
+                                            "base_url": "http://127.0.0.1:8080/"}]}
+    assert load_settings(write_config(project_dir, config)).sources[0].base_url == "http://127.0.0.1:8080"
