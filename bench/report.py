@@ -71,7 +71,7 @@ def targets(results: dict) -> list[tuple[str, str, str]]:
 
     def not_measured(n: int) -> tuple[str, str]:
         largest = max((int(k) for k in sizes), default=0)
-        return f"N = {n:,} not run (largest N run: {largest:,})", "NOT MEASURED"
+        return f"N = {n:,} not run" + (f" (largest N run: {largest:,})" if largest else ""), "NOT MEASURED"
 
     def status(ok: bool) -> str:
         return "MET" if ok else "NOT MET"
@@ -384,7 +384,8 @@ def plot(results: dict, path: Path) -> None:
                 axis.plot(xs, [medians[-1] * n / xs[-1] for n in xs], "k:", label="linear: cost ∝ N, through (c)")
         axis.set(xscale="log", yscale="log", xlabel="deals (N)", title=title)
         axis.grid(True, which="both", alpha=0.3)
-        axis.legend(fontsize=8)
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=8)
     figure.suptitle(f"crm-roi benchmark ({results['machine']['cores']} cores), median and min-max of "
                     f"{results['repeat']} run(s)")
     figure.tight_layout()

@@ -182,7 +182,7 @@ class Harness:
         """Every selected per-N variant at every N, in interleaved rounds."""
         selected = [v for v in SIZE_VARIANTS if v in self.variants]
         results = {}
-        for deals in sizes:
+        for deals in sizes if selected else []:
             folder = self.dataset(deals)
             runs: dict[str, list[dict]] = {name: [] for name in selected}
             state: dict = {}
@@ -273,6 +273,11 @@ def profile(deals: int, work: Path, out: Path, product_python: str) -> list[Path
     return reports
 
 
+def _shown(path: str) -> str:
+    """A path as the command line showed it: relative to the repo when inside it."""
+    return os.path.relpath(path, REPO) if Path(os.path.abspath(path)).is_relative_to(REPO) else path
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -311,7 +316,8 @@ def main(argv: list[str] | None = None) -> None:
         harness = Harness(args.work, args.repeat, args.variants, args.product_python)
         started = dt.datetime.now(dt.UTC)
         results: dict = {"schema": 1, "started": started.isoformat(timespec="seconds"),
-                         "command": " ".join(["python -m bench.run", *(argv if argv is not None else sys.argv[1:])]),
+                         "command": " ".join([_shown(sys.executable), "-m bench.run",
+                                              *(argv if argv is not None else sys.argv[1:])]),
                          "machine": machine(), "code": code_version(),
                          "environments": {"crm_roi": {"executable": args.product_python,
                                                       **versions(args.product_python)},
