@@ -5,7 +5,7 @@ UV := .tools/bin/uv
 VENV := .venv
 DAGSTER_HOME_DIR := $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test lint dev clean bench bench-smoke
+.PHONY: setup demo test lint dev audit clean bench bench-smoke
 
 $(UV):
 	$(PYTHON) -m venv .tools
@@ -51,6 +51,14 @@ bench: setup $(BENCH_VENV)/.synced
 bench-smoke: setup
 	$(VENV)/bin/python -m bench.run --sizes 2000 --repeat 1 --variants bare_duckdb,crm_roi_full,crm_roi_incremental \
 		--work bench/.work/smoke --out bench/.work/smoke --no-plot
+
+# Known vulnerabilities in every locked package (all extras), by pip-audit against PyPI's advisory data.
+# --strict: a package that cannot be looked up fails the audit instead of passing it unchecked.
+audit: $(UV)
+	$(UV) export --frozen --all-extras --no-hashes --no-emit-project --format requirements.txt \
+		-o .tools/requirements-audit.txt --quiet
+	$(UV) tool run --from pip-audit==2.10.1 pip-audit --strict --no-deps --disable-pip \
+		-r .tools/requirements-audit.txt
 
 clean:
 	rm -rf .tools $(VENV) $(BENCH_VENV) .dagster_home crm_roi_demo.duckdb
