@@ -26,7 +26,10 @@ PUBLISHED_SCHEMAS = ("staging", "quarantine", "kpi", "roi")
 def publish(con: duckdb.DuckDBPyConnection, working: Path, target: Path) -> dict[str, int]:
     """Copy the published schemas of `working` (open as `con`) into `target`, atomically; return row counts."""
     staging_file = target.with_name(f".{target.name}.tmp")
-    staging_file.unlink(missing_ok=True)
+    # A run killed while writing the copy leaves it, and its write-ahead log, behind: DuckDB
+    # would replay that old log into the fresh copy, so both go.
+    for leftover in (staging_file, staging_file.with_name(staging_file.name + ".wal")):
+        leftover.unlink(missing_ok=True)
     # After a checkpoint every committed change is in the file itself, and this connection is the
     # only writer, so the bytes copied are one consistent state.
     con.execute("CHECKPOINT")
