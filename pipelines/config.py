@@ -130,6 +130,10 @@ class _ApiSource(_Strict):
     # canonical column -> the CRM's (custom) property or field name
     columns: dict[str, str] = Field(default_factory=dict)
     lookback_minutes: int = Field(60, ge=0, le=7 * 24 * 60)
+    # How long one request may keep retrying (429, 5xx, resets) before the stream stops for the night:
+    # the defaults give up after about 15 s of backoff; 40 attempts of up to 120 s outlast a 10-minute outage.
+    retry_attempts: int = Field(6, ge=1, le=100)
+    retry_max_wait_seconds: float = Field(60.0, ge=1, le=3600)
 
     @field_validator("base_url")
     @classmethod

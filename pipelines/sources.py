@@ -28,9 +28,10 @@ STREAM_TABLES = {
 def open_connector(
     config: HubSpotSource | SalesforceSource | PipedriveSource, client_options: dict | None = None
 ) -> ApiSource:
-    """The connector for one configured source; `client_options` tune the HTTP client (tests)."""
+    """The connector for one configured source; `client_options` tune the HTTP client beyond the config (tests)."""
+    retries = {"max_attempts": config.retry_attempts, "backoff_max": config.retry_max_wait_seconds}
     options = {"columns": dict(config.columns), "lookback_minutes": config.lookback_minutes,
-               "client_options": client_options or {}}
+               "client_options": {**retries, **(client_options or {})}}
     if config.base_url:
         options["base_url"] = config.base_url
     if isinstance(config, HubSpotSource):

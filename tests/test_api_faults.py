@@ -166,21 +166,23 @@ class Workspace:
         shutil.copy(SAMPLE / "fx_rates.csv", root / "fx" / "fx_rates.csv")
         shutil.copy(SAMPLE / "finance_gl.csv", root / "finance_gl.csv")
 
-    def settings(self, name: str, api: bool = True) -> Settings:
-        """The config of the DuckDB file `name`: the CRM and the FX files, or (api False) the files alone."""
+    def settings(self, name: str, api: bool = True, **source_keys: object) -> Settings:
+        """The config of the DuckDB file `name`: the CRM (with `source_keys`) and the FX files, or (api False)
+        the files alone."""
         sources = [{"kind": "files", "name": "fx", "path": "fx", "profile": "canonical"}]
         if api:
-            sources.insert(0, {**self.crm.source(self.fake), "name": SOURCE})
+            sources.insert(0, {**self.crm.source(self.fake), "name": SOURCE, **source_keys})
         config = {"as_of": "2026-10-31", "go_live": "2025-01-01", "duckdb_path": f"{name}.duckdb",
                   "sources": sources, "finance": {"path": "finance_gl.csv", "accounts": ACCOUNTS}}
         path = self.root / f"{name}{'' if api else '_files'}.yaml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         return load_settings(path)
 
-    def sync(self, name: str, client_options: dict) -> tuple[dict[str, SyncResult], RequestStats]:
+    def sync(self, name: str, client_options: dict, **source_keys: object) -> tuple[dict[str, SyncResult],
+                                                                                    RequestStats]:
         """Every stream of the CRM into `name`, as the raw assets sync them; each stream's result, and the
         client's request tally. Bounded: a sync still paging after SYNC_TIMEOUT is stopped and fails the test."""
-        settings = self.settings(name)
+        settings = self.settings(name, **source_keys)
         ((_, config),) = settings.api_sources()
 
         def run() -> tuple[dict[str, SyncResult], RequestStats]:
@@ -355,12 +357,13 @@ def test_a_ten_minute_outage_stops_cleanly_with_the_default_retries(crm: Crm, fa
 
 def test_a_ten_minute_outage_is_survived_with_a_retry_budget_that_outlasts_it(crm: Crm, fake: FakeServer,
                                                                               workspace: Workspace):
-    """With 40 attempts and backoff up to 120 s, the request that meets the outage waits it out in one run."""
+    """With 40 attempts and backoff up to 120 s (set in the config), the request that meets the outage waits it
+    out in one run."""
     reference = workspace.clean("reference")
     clock = VirtualClock()
     fake.outage(OUTAGE_SECONDS, clock.now, route=crm.outage_from(fake))
-    budget = {"clock": clock.now, "sleep": clock.sleep, "max_attempts": 40, "backoff_max": 120.0}
-    results, stats = workspace.sync("outage", budget)
+    results, stats = workspace.sync("outage", {"clock": clock.now, "sleep": clock.sleep},
+                                    retry_attempts=40, retry_max_wait_seconds=120)
     assert errors(results) == dict.fromkeys(results)
     # One request met every 503 and retried each; its waits add up to the ten minutes.
     assert stats.retries == stats.statuses[503] < 40
