@@ -67,6 +67,14 @@ class DealStageHistory(_Base):
     deal_id: str
     stage: str
     entered_at: dt.datetime
+    exited_at: dt.datetime = pa.Field(nullable=True)
+
+    @pa.dataframe_check(error="exited_at before entered_at")
+    @classmethod
+    def exit_after_entry(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            pl.col("exited_at").is_null() | (pl.col("exited_at") >= pl.col("entered_at"))
+        )
 
 
 class Customers(_Base):

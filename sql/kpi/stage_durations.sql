@@ -1,18 +1,12 @@
 -- kpi.stage_durations: how long deals sit in each stage, per period in which
 -- they left it (time in stage = the next stage's entered_at - this one's).
 -- Deleted deals count nowhere; the current stage of an open deal has no exit yet.
-WITH live_history AS (
-    SELECT h.source, h.deal_id, h.stage, h.entered_at
+WITH stays AS (
+    -- exited_at (the deal's next stage entry) comes with staging.deal_stage_history.
+    SELECT h.stage, h.entered_at, h.exited_at
     FROM staging.deal_stage_history AS h
     JOIN staging.deals AS d USING (source, deal_id)
     WHERE NOT d.is_deleted
-),
-stays AS (
-    SELECT
-        stage,
-        entered_at,
-        lead(entered_at) OVER (PARTITION BY source, deal_id ORDER BY entered_at, stage) AS exited_at
-    FROM live_history
 )
 SELECT
     period_of(exited_at) AS period_start,

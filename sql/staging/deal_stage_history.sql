@@ -18,7 +18,15 @@ WITH parsed AS (
     FROM raw.deal_stage_history AS r
 )
 SELECT
-    source, deal_id, stage, entered_at, _batch_id AS batch_id,
+    source, deal_id, stage, entered_at,
+    -- When the deal left this stage: the next valid entry of the same deal (null: still in it).
+    -- Computed here, where the table is rebuilt only when the history changes, rather than in
+    -- kpi.stage_durations, which is rebuilt every night.
+    lead(entered_at) OVER (
+        PARTITION BY source, deal_id, deal_id IS NOT NULL AND stage IS NOT NULL AND entered_at IS NOT NULL
+        ORDER BY entered_at, stage
+    ) AS exited_at,
+    _batch_id AS batch_id,
     coalesce(deal_id, '') || ':' || coalesce(stage, '') AS _key,
     list_filter([
         CASE WHEN deal_id IS NULL THEN 'missing deal_id' END,
