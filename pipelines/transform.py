@@ -32,7 +32,6 @@ STAGING_VARIABLES = {"deals": ("base_currency",), "finance_gl": ("base_currency"
 class StagingResult:
     rows: int
     rejected: int
-    rebuilt: bool = True
 
 
 def _digest(*parts: object) -> str:
@@ -49,17 +48,20 @@ def model_fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> str:
     return _digest(sql_text("macros"), sql_text(f"staging/{table}"), *variables, *upstream)
 
 
-def inputs_fingerprint(con: duckdb.DuckDBPyConnection, table: str, model: str | None = None) -> str:
-    """The model's fingerprint plus the raw table's state.
+def _raw_state(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int, int | None]:
+    """raw.<table>'s row count and last batch: they stand in for its content.
 
-    The raw table's size and last batch stand in for its content: raw rows are
-    only appended with a new batch id, and never removed (an API upsert, a full
-    reload) without the count of older rows dropping.
+    Raw rows are only appended with a new batch id, and never removed (an API
+    upsert, a full reload) without the count of older rows dropping.
     """
-    rows, last_batch = con.execute(
+    return con.execute(
         f"SELECT count(*), max(_batch_id) FROM raw.{table}"  # noqa: S608 (whitelisted table)
     ).fetchone()
-    return _digest(model or model_fingerprint(con, table), rows, last_batch)
+
+
+def inputs_fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> str:
+    """The model's fingerprint plus the raw table's state: what staging.<table> holds follows from it."""
+    return _digest(model_fingerprint(con, table), *_raw_state(con, table))
 
 
 # Staging tables that can be rebuilt for some keys only: every row rule and the choice of the
@@ -74,7 +76,6 @@ _AFFECTED_ROWS = (
 
 @dataclass(frozen=True)
 class _BuildState:
-    fingerprint: str
     model_fingerprint: str
     raw_rows: int
     raw_last_batch: int | None
@@ -82,7 +83,7 @@ class _BuildState:
 
 def _build_state(con: duckdb.DuckDBPyConnection, table: str) -> _BuildState | None:
     row = con.execute(
-        "SELECT fingerprint, model_fingerprint, raw_rows, raw_last_batch FROM raw.build_state WHERE table_name = ?",
+        "SELECT model_fingerprint, raw_rows, raw_last_batch FROM raw.build_state WHERE table_name = ?",
         [table],
     ).fetchall()
     return _BuildState(*row[0]) if row else None
@@ -115,15 +116,14 @@ def build_staging(con: duckdb.DuckDBPyConnection, table: str) -> StagingResult:
     if table not in STAGING_TABLES:
         raise ValueError(f"unknown staging table {table!r}")
     model = model_fingerprint(con, table)
-    fingerprint = inputs_fingerprint(con, table, model)
+    raw_rows, raw_last_batch = _raw_state(con, table)
     previous = _build_state(con, table)
-    if previous is not None and previous.fingerprint == fingerprint:
+    if previous == _BuildState(model, raw_rows, raw_last_batch):
         return StagingResult(
             rows=con.execute(f"SELECT count(*) FROM staging.{table}").fetchone()[0],  # noqa: S608
             rejected=con.execute(
                 "SELECT count(*) FROM quarantine.rejected_rows WHERE table_name = ?", [table]
             ).fetchone()[0],
-            rebuilt=False,
         )
     after = _appended_after(con, table, model, previous)
     with transaction(con):
@@ -151,16 +151,13 @@ def build_staging(con: duckdb.DuckDBPyConnection, table: str) -> StagingResult:
         rejected = con.execute(
             "SELECT count(*) FROM quarantine.rejected_rows WHERE table_name = ?", [table]
         ).fetchone()[0]
-        raw_rows, raw_last_batch = con.execute(
-            f"SELECT count(*), max(_batch_id) FROM raw.{table}"  # noqa: S608 (whitelisted table)
-        ).fetchone()
         # Rows from batches already validated are the same rows as before, unless the model,
         # its settings or an upstream table changed: then every row is checked again.
         con.execute(
-            "INSERT OR REPLACE INTO raw.build_state VALUES ($table, $fingerprint, $model, $rows, $last, "
+            "INSERT OR REPLACE INTO raw.build_state VALUES ($table, $model, $rows, $last, "
             "now()::TIMESTAMP, (SELECT validated_batch FROM raw.build_state "
             "WHERE table_name = $table AND model_fingerprint = $model))",
-            {"table": table, "fingerprint": fingerprint, "model": model, "rows": raw_rows, "last": raw_last_batch},
+            {"table": table, "model": model, "rows": raw_rows, "last": raw_last_batch},
         )
     return StagingResult(rows=rows, rejected=rejected)
 

@@ -237,11 +237,7 @@ class FakeHubSpot(FakeServer):
 
     def merge_deals(self, primary_id: int, merged_id: int) -> None:
         """Merge `merged_id` into `primary_id`: it vanishes; the survivor lists it in hs_merged_object_ids."""
-        with self._lock:
-            gone = self.deals.pop(merged_id)
-            primary = self.deals[primary_id]
-            primary.merged_ids += [gone.id, *gone.merged_ids]
-            primary.modified = self.now()
+        self._merge(self.deals, primary_id, merged_id)
 
     def create_company(self, name: str, *, lifecycle: str = "lead", customer_since: str | int | None = None,
                        churned: str | int | None = None, mrr: str | Decimal | None = None,
@@ -267,9 +263,12 @@ class FakeHubSpot(FakeServer):
             self.companies[company_id].archived_at = self.now()
 
     def merge_companies(self, primary_id: int, merged_id: int) -> None:
+        self._merge(self.companies, primary_id, merged_id)
+
+    def _merge(self, records: dict, primary_id: int, merged_id: int) -> None:
         with self._lock:
-            gone = self.companies.pop(merged_id)
-            primary = self.companies[primary_id]
+            gone = records.pop(merged_id)
+            primary = records[primary_id]
             primary.merged_ids += [gone.id, *gone.merged_ids]
             primary.modified = self.now()
 

@@ -35,14 +35,13 @@ CREATE TABLE IF NOT EXISTS raw.sync_state (
     PRIMARY KEY (source, stream)
 );
 
--- What each staging table was last built from: its inputs' fingerprint (model,
+-- What each staging table was last built from: its model's fingerprint (model,
 -- macros, run settings, upstream tables) and the raw table's state. A table whose
 -- inputs are unchanged is not rebuilt; one whose raw table only gained rows since
 -- (raw_rows rows up to raw_last_batch) is rebuilt for the keys the new rows touch;
 -- only rows from batches after validated_batch are checked again.
 CREATE TABLE IF NOT EXISTS raw.build_state (
     table_name      VARCHAR PRIMARY KEY,
-    fingerprint     VARCHAR NOT NULL,
     model_fingerprint VARCHAR NOT NULL,
     raw_rows        BIGINT NOT NULL,
     raw_last_batch  BIGINT,
