@@ -67,6 +67,8 @@ def inputs_fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> str:
 # Staging tables that can be rebuilt for some keys only: every row rule and the choice of the
 # surviving version look at one key's raw rows, and the quarantine key is that key.
 KEYED_TABLES = {"deals": "deal_id", "customers": "customer_id", "csat": "response_id", "finance_gl": "entry_id"}
+# The columns a staging model adds for quarantining: the key, the broken rules, the raw row.
+_BOOKKEEPING = "_key, _reasons, _raw_rowid"
 _ALL_ROWS = "CREATE OR REPLACE TEMP MACRO in_scope(src, raw_key, batch) AS true"
 _AFFECTED_ROWS = (
     "CREATE OR REPLACE TEMP MACRO in_scope(src, raw_key, batch) AS batch > getvariable('scope_after') "
@@ -131,18 +133,17 @@ def build_staging(con: duckdb.DuckDBPyConnection, table: str) -> StagingResult:
             con.execute(f"CREATE OR REPLACE TEMP TABLE _typed AS {sql_text(f'staging/{table}')}")
             con.execute(
                 f"CREATE OR REPLACE TABLE staging.{table} AS "  # noqa: S608 (whitelisted table)
-                "SELECT * EXCLUDE (_key, _reasons, _raw_rowid, _file, _row_number) "
-                "FROM _typed WHERE len(_reasons) = 0"
+                f"SELECT * EXCLUDE ({_BOOKKEEPING}) FROM _typed WHERE len(_reasons) = 0"
             )
             con.execute("DELETE FROM quarantine.rejected_rows WHERE table_name = ?", [table])
         else:
             _rebuild_affected_keys(con, table, after)
-        # The raw row is kept as JSON for rejected rows only: serialising every row cost
-        # more than all the parsing put together.
+        # The raw row (as JSON, with its file and line) is looked up for rejected rows only:
+        # serialising every row cost more than all the parsing put together.
         con.execute(
             "INSERT INTO quarantine.rejected_rows "  # noqa: S608 (whitelisted table)
-            "SELECT $table, t.source, t._key, array_to_string(t._reasons, '; '), to_json(r), t._file, "
-            f"t._row_number, t.batch_id, now()::TIMESTAMP FROM _typed AS t JOIN raw.{table} AS r "
+            "SELECT $table, t.source, t._key, array_to_string(t._reasons, '; '), to_json(r), r._file, "
+            f"r._row_number, t.batch_id, now()::TIMESTAMP FROM _typed AS t JOIN raw.{table} AS r "
             "ON r.rowid = t._raw_rowid WHERE len(t._reasons) > 0",
             {"table": table},
         )
@@ -183,8 +184,8 @@ def _rebuild_affected_keys(con: duckdb.DuckDBPyConnection, table: str, after: in
         f"(SELECT 1 FROM _affected AS a WHERE a.source = s.source AND a.key = s.{key})"
     )
     con.execute(
-        f"INSERT INTO staging.{table} SELECT * EXCLUDE (_key, _reasons, _raw_rowid, _file, _row_number) "  # noqa: S608
-        "FROM _typed WHERE len(_reasons) = 0"
+        f"INSERT INTO staging.{table} SELECT * EXCLUDE ({_BOOKKEEPING}) FROM _typed "  # noqa: S608
+        "WHERE len(_reasons) = 0"
     )
     con.execute(
         "DELETE FROM quarantine.rejected_rows AS q WHERE table_name = $table AND EXISTS "

@@ -160,6 +160,25 @@ def test_duplicate_key_tie_on_updated_at_goes_to_the_later_row_in_the_file(proje
     assert row["amount"] == pytest.approx(300.0)
 
 
+def test_line_numbers_and_ties_hold_in_a_file_read_in_parallel(project):
+    # 300,000 lines: several row groups, read by several threads. Line numbers must still be
+    # the lines of the file, and a tie on updated_at must still go to the later line.
+    filler = [deal(f"F{i:06d}", "2025-01-05", updated_at="2025-01-06") for i in range(300_000)]
+    filler[0] = deal("D1", "2025-01-05", "2025-01-15", won=True, amount="100", updated_at="2025-01-20")
+    filler[-1] = deal("D1", "2025-01-05", "2025-01-15", won=True, amount="300", updated_at="2025-01-20")
+    filler[123_456] = deal("BAD", "not a date")
+    con = project(deals=filler)
+    (row,) = staged(con, "D1")
+    assert row["amount"] == pytest.approx(300.0)
+    (rejected,) = quarantined(con)
+    assert (rejected["key"], rejected["row_number"]) == ("BAD", 123_457)
+    out_of_place = con.execute(
+        "SELECT count(*) FROM raw.deals WHERE deal_id LIKE 'F%' "
+        "AND CAST(substr(deal_id, 2) AS INTEGER) + 1 <> _row_number"
+    ).fetchone()[0]
+    assert out_of_place == 0
+
+
 def test_rejected_latest_version_makes_the_key_absent_older_version_does_not_return(project):
     # The latest version (updated 2025-01-20) closes before it was created -> rejected.
     # The valid older version (updated 2025-01-10, won 500) must not come back.

@@ -8,7 +8,7 @@ WITH parsed AS (
         parse_number(r.licensed_seats) AS licensed_seats,
         r.period_start AS raw_period_start, r.active_users AS raw_active_users,
         r.licensed_seats AS raw_licensed_seats,
-        r.rowid AS _raw_rowid, r._file, r._row_number, r._batch_id,
+        r.rowid AS _raw_rowid, r._row_number, r._batch_id,
         row_number() OVER (
             PARTITION BY coalesce('key:' || parse_date(r.period_start),
                                   'row:' || r._batch_id || ':' || r._row_number)
@@ -29,6 +29,6 @@ SELECT
              WHEN licensed_seats IS NULL THEN 'unparseable licensed_seats'
              WHEN licensed_seats < 0 THEN 'negative licensed_seats' END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
-    _raw_rowid, _file, _row_number
+    _raw_rowid
 FROM parsed
 WHERE version_rank = 1

@@ -1,5 +1,5 @@
 -- staging.csat: one row per (source, response_id); the last occurrence wins.
-WITH parsed AS (
+WITH parsed AS NOT MATERIALIZED (
     SELECT
         r._source AS source,
         nullif(trim(r.response_id), '') AS response_id,
@@ -7,14 +7,19 @@ WITH parsed AS (
         parse_ts(r.responded_at) AS responded_at,
         parse_number(r.score) AS score,
         r.responded_at AS raw_responded_at, r.score AS raw_score,
-        r.rowid AS _raw_rowid, r._file, r._row_number, r._batch_id,
-        row_number() OVER (
-            PARTITION BY r._source, coalesce('key:' || nullif(trim(r.response_id), ''),
-                                             'row:' || r._batch_id || ':' || r._row_number)
-            ORDER BY r._batch_id DESC, r._row_number DESC
-        ) AS version_rank
+        r.rowid AS _raw_rowid, r._row_number, r._batch_id
     FROM raw.csat AS r
     WHERE in_scope(r._source, r.response_id, r._batch_id)
+),
+-- Keys landed more than once: only their rows are ranked, the last occurrence winning.
+repeated AS (
+    SELECT source, response_id FROM parsed WHERE response_id IS NOT NULL GROUP BY ALL HAVING count(*) > 1
+),
+latest AS (
+    SELECT * FROM parsed ANTI JOIN repeated USING (source, response_id)
+    UNION ALL BY NAME
+    SELECT * FROM parsed SEMI JOIN repeated USING (source, response_id)
+    QUALIFY row_number() OVER (PARTITION BY source, response_id ORDER BY _batch_id DESC, _row_number DESC) = 1
 )
 SELECT
     source, response_id, customer_id, responded_at, score, _batch_id AS batch_id,
@@ -26,6 +31,5 @@ SELECT
         CASE WHEN raw_score IS NULL THEN 'missing score'
              WHEN score IS NULL THEN 'unparseable score' END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
-    _raw_rowid, _file, _row_number
-FROM parsed
-WHERE version_rank = 1
+    _raw_rowid
+FROM latest

@@ -1,6 +1,6 @@
 -- staging.customers: one row per (source, customer_id); the last occurrence wins
 -- (exports carry no updated_at for customers).
-WITH parsed AS (
+WITH parsed AS NOT MATERIALIZED (
     SELECT
         r._source AS source,
         nullif(trim(r.customer_id), '') AS customer_id,
@@ -12,14 +12,19 @@ WITH parsed AS (
         coalesce(parse_bool(r.is_deleted), false) AS is_deleted,
         r.is_deleted AS raw_is_deleted,
         r.started_at AS raw_started_at, r.churned_at AS raw_churned_at, r.mrr AS raw_mrr,
-        r.rowid AS _raw_rowid, r._file, r._row_number, r._batch_id,
-        row_number() OVER (
-            PARTITION BY r._source, coalesce('key:' || nullif(trim(r.customer_id), ''),
-                                             'row:' || r._batch_id || ':' || r._row_number)
-            ORDER BY r._batch_id DESC, r._row_number DESC
-        ) AS version_rank
+        r.rowid AS _raw_rowid, r._row_number, r._batch_id
     FROM raw.customers AS r
     WHERE in_scope(r._source, r.customer_id, r._batch_id)
+),
+-- Keys landed more than once: only their rows are ranked, the last occurrence winning.
+repeated AS (
+    SELECT source, customer_id FROM parsed WHERE customer_id IS NOT NULL GROUP BY ALL HAVING count(*) > 1
+),
+latest AS (
+    SELECT * FROM parsed ANTI JOIN repeated USING (source, customer_id)
+    UNION ALL BY NAME
+    SELECT * FROM parsed SEMI JOIN repeated USING (source, customer_id)
+    QUALIFY row_number() OVER (PARTITION BY source, customer_id ORDER BY _batch_id DESC, _row_number DESC) = 1
 )
 SELECT
     source, customer_id, name, started_at, churned_at, mrr, is_deleted, _batch_id AS batch_id,
@@ -35,6 +40,5 @@ SELECT
         CASE WHEN unparsed(raw_mrr, mrr) THEN 'unparseable mrr' END,
         CASE WHEN unparsed(raw_is_deleted, parse_bool(raw_is_deleted)) THEN 'unparseable is_deleted' END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
-    _raw_rowid, _file, _row_number
-FROM parsed
-WHERE version_rank = 1
+    _raw_rowid
+FROM latest

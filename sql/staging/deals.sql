@@ -5,7 +5,7 @@
 -- never comes back. A row with an unparseable updated_at cannot be ordered and
 -- is judged on its own, as is one with an implausible updated_at (outside
 -- 1900..2100, see implausible_ts in macros.sql: a "9999-12-31" must not win).
-WITH parsed AS (
+WITH parsed AS NOT MATERIALIZED (
     SELECT
         r._source AS source,
         nullif(trim(r.deal_id), '') AS deal_id,
@@ -22,14 +22,18 @@ WITH parsed AS (
         r.deal_id AS raw_deal_id, r.created_at AS raw_created_at, r.closed_at AS raw_closed_at,
         r.updated_at AS raw_updated_at, r.amount AS raw_amount, r.is_closed AS raw_is_closed,
         r.is_won AS raw_is_won, r.is_deleted AS raw_is_deleted,
-        r.rowid AS _raw_rowid, r._file, r._row_number, r._batch_id
+        r.rowid AS _raw_rowid, r._row_number, r._batch_id
     FROM raw.deals AS r
     WHERE in_scope(r._source, r.deal_id, r._batch_id)
+),
+-- Keys landed more than once. Only their rows need ranking: sorting every row to find
+-- the few repeated keys was the largest cost of a full build.
+repeated AS (
+    SELECT source, deal_id FROM parsed WHERE deal_id IS NOT NULL GROUP BY ALL HAVING count(*) > 1
 ),
 ranked AS (
     SELECT
         *,
-        coalesce(updated_at_given, greatest(created_at, closed_at)) AS updated_at,
         row_number() OVER (
             PARTITION BY source,
                 CASE WHEN deal_id IS NULL OR unparsed(raw_updated_at, updated_at_given)
@@ -38,19 +42,25 @@ ranked AS (
             ORDER BY coalesce(updated_at_given, greatest(created_at, closed_at)) DESC NULLS LAST,
                      _batch_id DESC, _row_number DESC
         ) AS version_rank
-    FROM parsed
+    FROM parsed SEMI JOIN repeated USING (source, deal_id)
 ),
 latest AS (
-    SELECT *, CAST(coalesce(closed_at, created_at) AS DATE) AS rate_date
-    FROM ranked WHERE version_rank = 1
+    SELECT
+        *,
+        coalesce(updated_at_given, greatest(created_at, closed_at)) AS updated_at,
+        CAST(coalesce(closed_at, created_at) AS DATE) AS rate_date
+    FROM (
+        SELECT * FROM parsed ANTI JOIN repeated USING (source, deal_id)
+        UNION ALL BY NAME
+        SELECT * EXCLUDE (version_rank) FROM ranked WHERE version_rank = 1
+    )
 ),
 priced AS (
     SELECT
         l.*,
         CASE WHEN l.currency = getvariable('base_currency') THEN 1.0 ELSE fx.rate_to_base END AS fx_rate
     FROM latest AS l
-    ASOF LEFT JOIN staging.fx_rates AS fx
-        ON l.currency = fx.currency AND l.rate_date >= fx.date
+    LEFT JOIN fx_days('staging.fx_rates') AS fx ON fx.currency = l.currency AND fx.day = fx_day(l.rate_date)
 )
 SELECT
     source, deal_id, deal_name, account_id, owner_id, pipeline, stage,
@@ -82,5 +92,5 @@ SELECT
              WHEN amount IS NOT NULL AND fx_rate IS NULL AND rate_date IS NOT NULL
              THEN 'no fx rate for ' || currency || ' on or before ' || rate_date END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
-    _raw_rowid, _file, _row_number
+    _raw_rowid
 FROM priced

@@ -1,7 +1,7 @@
 -- staging.finance_gl: one row per entry_id (last occurrence wins), in the base
 -- currency at the most recent rate on or before posted_on, with the cost
 -- category from the configured account map (null: the line counts nowhere).
-WITH parsed AS (
+WITH parsed AS NOT MATERIALIZED (
     SELECT
         r._source AS source,
         nullif(trim(r.entry_id), '') AS entry_id,
@@ -11,23 +11,27 @@ WITH parsed AS (
         parse_number(r.amount) AS amount,
         upper(trim(r.currency)) AS currency,
         r.posted_on AS raw_posted_on, r.amount AS raw_amount,
-        r.rowid AS _raw_rowid, r._file, r._row_number, r._batch_id,
-        row_number() OVER (
-            PARTITION BY r._source, coalesce('key:' || nullif(trim(r.entry_id), ''),
-                                             'row:' || r._batch_id || ':' || r._row_number)
-            ORDER BY r._batch_id DESC, r._row_number DESC
-        ) AS version_rank
+        r.rowid AS _raw_rowid, r._row_number, r._batch_id
     FROM raw.finance_gl AS r
     WHERE in_scope(r._source, r.entry_id, r._batch_id)
+),
+-- Keys landed more than once: only their rows are ranked, the last occurrence winning.
+repeated AS (
+    SELECT source, entry_id FROM parsed WHERE entry_id IS NOT NULL GROUP BY ALL HAVING count(*) > 1
+),
+latest AS (
+    SELECT * FROM parsed ANTI JOIN repeated USING (source, entry_id)
+    UNION ALL BY NAME
+    SELECT * FROM parsed SEMI JOIN repeated USING (source, entry_id)
+    QUALIFY row_number() OVER (PARTITION BY source, entry_id ORDER BY _batch_id DESC, _row_number DESC) = 1
 ),
 priced AS (
     SELECT
         p.*,
         getvariable('accounts')[p.account] AS category,
         CASE WHEN p.currency = getvariable('base_currency') THEN 1.0 ELSE fx.rate_to_base END AS fx_rate
-    FROM (SELECT * FROM parsed WHERE version_rank = 1) AS p
-    ASOF LEFT JOIN staging.fx_rates AS fx
-        ON p.currency = fx.currency AND p.posted_on >= fx.date
+    FROM latest AS p
+    LEFT JOIN fx_days('staging.fx_rates') AS fx ON fx.currency = p.currency AND fx.day = fx_day(p.posted_on)
 )
 SELECT
     source, entry_id, posted_on, account, category, description, vendor,
@@ -45,5 +49,5 @@ SELECT
              WHEN fx_rate IS NULL AND posted_on IS NOT NULL
              THEN 'no fx rate for ' || currency || ' on or before ' || posted_on END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
-    _raw_rowid, _file, _row_number
+    _raw_rowid
 FROM priced

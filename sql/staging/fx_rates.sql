@@ -7,7 +7,7 @@ WITH parsed AS (
         upper(trim(r.currency)) AS currency,
         parse_number(r.rate_to_base) AS rate_to_base,
         r.date AS raw_date, r.rate_to_base AS raw_rate,
-        r.rowid AS _raw_rowid, r._file, r._row_number, r._batch_id,
+        r.rowid AS _raw_rowid, r._row_number, r._batch_id,
         row_number() OVER (
             PARTITION BY CASE WHEN parse_date(r.date) IS NULL OR r.currency IS NULL
                               THEN 'row:' || r._batch_id || ':' || r._row_number
@@ -26,6 +26,6 @@ SELECT
              WHEN rate_to_base IS NULL THEN 'unparseable rate_to_base'
              WHEN rate_to_base <= 0 THEN 'rate_to_base not positive' END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
-    _raw_rowid, _file, _row_number
+    _raw_rowid
 FROM parsed
 WHERE version_rank = 1
