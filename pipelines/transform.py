@@ -69,10 +69,11 @@ def inputs_fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> str:
 KEYED_TABLES = {"deals": "deal_id", "customers": "customer_id", "csat": "response_id", "finance_gl": "entry_id"}
 # The columns a staging model adds for quarantining: the key, the broken rules, the raw row.
 _BOOKKEEPING = "_key, _reasons, _raw_rowid"
-_ALL_ROWS = "CREATE OR REPLACE TEMP MACRO in_scope(src, raw_key, batch) AS true"
+# An uncorrelated IN: a correlated EXISTS made DuckDB materialise every raw row to decorrelate
+# it (2.6 s of a 3.9 s incremental build of 5M deals; 0.4 s as IN).
 _AFFECTED_ROWS = (
     "CREATE OR REPLACE TEMP MACRO in_scope(src, raw_key, batch) AS batch > getvariable('scope_after') "
-    "OR EXISTS (SELECT 1 FROM _affected AS a WHERE a.source = src AND a.key = nullif(trim(raw_key), ''))"
+    "OR (src, nullif(trim(raw_key), '')) IN (SELECT (source, key) FROM _affected)"
 )
 
 
@@ -178,7 +179,7 @@ def _rebuild_affected_keys(con: duckdb.DuckDBPyConnection, table: str, after: in
     try:
         con.execute(f"CREATE OR REPLACE TEMP TABLE _typed AS {sql_text(f'staging/{table}')}")
     finally:
-        con.execute(_ALL_ROWS)
+        con.execute(sql_text("macros"))  # in_scope back to every row
     con.execute(
         f"DELETE FROM staging.{table} AS s WHERE EXISTS "  # noqa: S608
         f"(SELECT 1 FROM _affected AS a WHERE a.source = s.source AND a.key = s.{key})"
