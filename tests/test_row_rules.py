@@ -9,9 +9,12 @@ months, monthly periods, USD base. Times in comments are UTC unless marked.
 from __future__ import annotations
 
 import datetime as dt
+import os
 
+import duckdb
 import pytest
 
+from connectors.files.reader import ExportFileError
 from pipelines.config import load_settings
 from tests.conftest import DEAL_COLUMNS, deal, gl, rows, run_pipeline, write_csv
 
@@ -475,6 +478,55 @@ def test_loading_the_same_export_twice_changes_nothing(project, tmp_path):
         assert _state(again) == first
     finally:
         again.close()
+
+
+def _loaded_files(settings) -> list[tuple]:
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        return con.execute(
+            "SELECT file_name, sha256, size_bytes, modified_ns FROM raw.loaded_files ORDER BY file_name"
+        ).fetchall()
+
+
+def test_an_export_touched_but_unchanged_is_skipped_and_its_new_time_kept(project, tmp_path):
+    project(deals=[deal("D1", "2025-01-05", "2025-01-20", won=True, amount="1000")]).close()
+    settings = load_settings(tmp_path / "crm_roi.yaml")
+    export = tmp_path / "exports" / "deals.csv"
+    (name, digest, size, modified_ns), *_ = _loaded_files(settings)
+    assert (name, size, modified_ns) == ("deals.csv", export.stat().st_size, export.stat().st_mtime_ns)
+
+    os.utime(export, ns=(modified_ns + 10**9, modified_ns + 10**9))  # copied or touched, same bytes
+    run_pipeline(settings).close()
+    (_, digest_after, _, modified_after), *_ = _loaded_files(settings)
+    assert (digest_after, modified_after) == (digest, modified_ns + 10**9)
+    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw.deals").fetchone()[0] == 1
+
+
+def test_an_export_rewritten_with_the_same_size_is_refused(project, tmp_path):
+    project(deals=[deal("D1", "2025-01-05", "2025-01-20", won=True, amount="1000")]).close()
+    export = tmp_path / "exports" / "deals.csv"
+    before = export.stat()
+    export.write_bytes(export.read_bytes().replace(b"1000", b"9000"))
+    os.utime(export, ns=(before.st_atime_ns, before.st_mtime_ns + 10**9))
+    assert export.stat().st_size == before.st_size
+    with pytest.raises(ExportFileError, match=r"deals\.csv: changed since it was loaded"):
+        run_pipeline(load_settings(tmp_path / "crm_roi.yaml"))
+
+
+def test_an_export_with_its_loaded_size_and_time_is_not_read_again(project, tmp_path):
+    # The documented trade-off: size and modification time stand for the content, as for
+    # rsync and make. A same-size edit that also restores the old time is not noticed.
+    project(deals=[deal("D1", "2025-01-05", "2025-01-20", won=True, amount="1000")]).close()
+    export = tmp_path / "exports" / "deals.csv"
+    before = export.stat()
+    export.write_bytes(export.read_bytes().replace(b"1000", b"9000"))
+    os.utime(export, ns=(before.st_atime_ns, before.st_mtime_ns))
+    con = run_pipeline(load_settings(tmp_path / "crm_roi.yaml"))
+    try:
+        (row,) = staged(con, "D1")
+        assert row["amount"] == pytest.approx(1000.0)
+    finally:
+        con.close()
 
 
 def test_delta_file_in_the_same_folder_updates_a_deal(project, tmp_path):

@@ -10,6 +10,9 @@ CREATE TABLE IF NOT EXISTS raw.loaded_files (
     loaded_at  TIMESTAMP NOT NULL,
     PRIMARY KEY (source, stream, file_name)
 );
+-- The file's modification time (ns) when loaded or last found unchanged: a file with the same
+-- size and time is not hashed again. Null in files made before it was recorded: hashed once.
+ALTER TABLE raw.loaded_files ADD COLUMN IF NOT EXISTS modified_ns BIGINT;
 
 -- Rows that failed a row rule in staging, with the reason and the row as landed.
 -- Rebuilt per table with its staging table, in the same transaction.
