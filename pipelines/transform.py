@@ -164,6 +164,18 @@ def build_staging(con: duckdb.DuckDBPyConnection, table: str) -> StagingResult:
     return StagingResult(rows=rows, rejected=rejected)
 
 
+def _scoped(model: str) -> str:
+    """The model with its parsed rows materialised once, for a key-scoped build.
+
+    The models reference their parsed raw rows several times (to find repeated keys, then
+    to keep or rank each row) and stream them (`AS NOT MATERIALIZED`): in a full build,
+    re-scanning raw beats materialising millions of parsed rows. A key-scoped build keeps
+    a few thousand rows of a filtered scan of millions, so that scan runs once
+    (5M deals, 1% changed: 2.6 s -> 1.0 s).
+    """
+    return model.replace(" AS NOT MATERIALIZED (", " AS MATERIALIZED (")
+
+
 def _rebuild_affected_keys(con: duckdb.DuckDBPyConnection, table: str, after: int) -> None:
     """Replace the staging and quarantine rows of the keys that batches after `after` brought."""
     key = KEYED_TABLES[table]
@@ -177,7 +189,7 @@ def _rebuild_affected_keys(con: duckdb.DuckDBPyConnection, table: str, after: in
     con.execute("SET VARIABLE scope_after = $after", {"after": after})
     con.execute(_AFFECTED_ROWS)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _typed AS {sql_text(f'staging/{table}')}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _typed AS {_scoped(sql_text(f'staging/{table}'))}")
     finally:
         con.execute(sql_text("macros"))  # in_scope back to every row
     con.execute(

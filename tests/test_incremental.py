@@ -213,3 +213,13 @@ def test_a_key_scoped_rebuild_gives_the_rows_of_a_full_rebuild(tmp_path: Path, m
     # D5's fixed version replaced its quarantined one; both keyless rows stay quarantined on their own.
     assert quarantined == [(None, "missing deal_id"), (None, "missing deal_id"),
                            ("D3", "no fx rate for XYZ on or before 2025-03-02"), ("D4", "unparseable updated_at")]
+
+
+def test_a_key_scoped_build_materialises_the_parsed_rows_of_every_keyed_model():
+    # _scoped() turns each keyed model's streamed CTE into a materialised one; a model whose
+    # CTE no longer reads "AS NOT MATERIALIZED (" would silently scan raw several times.
+    for table in transform.KEYED_TABLES:
+        model = transform.sql_text(f"staging/{table}")
+        scoped = transform._scoped(model)
+        assert model.count(" AS NOT MATERIALIZED (") == 1, table
+        assert " AS NOT MATERIALIZED (" not in scoped and " AS MATERIALIZED (" in scoped, table
