@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import duckdb
 
@@ -41,6 +42,14 @@ class StreamInput:
     profile: Profile
     default_currency: str
     timezone: str = "UTC"
+
+
+class _Loaded(NamedTuple):
+    """What raw.loaded_files recorded about a file when it was loaded."""
+
+    sha256: str
+    size: int
+    modified_ns: int | None
 
 
 @dataclass
@@ -146,8 +155,8 @@ def load_stream(
                 [spec.source, spec.stream],
             )
         seen = {
-            name: (digest, size, modified_ns)
-            for name, digest, size, modified_ns in con.execute(
+            name: _Loaded(*loaded)
+            for name, *loaded in con.execute(
                 "SELECT file_name, sha256, size_bytes, modified_ns FROM raw.loaded_files "
                 "WHERE source = ? AND stream = ?",
                 [spec.source, spec.stream],
@@ -155,11 +164,12 @@ def load_stream(
         }
         for path in spec.files:
             stat = path.stat()
-            if path.name in seen and seen[path.name][1:] == (stat.st_size, stat.st_mtime_ns):
+            known = seen.get(path.name)
+            if known and (known.size, known.modified_ns) == (stat.st_size, stat.st_mtime_ns):
                 result.files_skipped.append(path.name)  # as loaded: same size, not modified since
                 continue
             digest = sha256_of(path)
-            if path.name in seen and seen[path.name][0] == digest:
+            if known and known.sha256 == digest:
                 # Same content, touched or copied since: remember the new time, skip the hash next run.
                 con.execute(
                     "UPDATE raw.loaded_files SET modified_ns = ? WHERE source = ? AND stream = ? AND file_name = ?",
@@ -167,7 +177,7 @@ def load_stream(
                 )
                 result.files_skipped.append(path.name)
                 continue
-            if path.name in seen:
+            if known:
                 raise ExportFileError(
                     f"{path.name}: changed since it was loaded; "
                     "export under a new name or run with --full-reload"

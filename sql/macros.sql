@@ -22,8 +22,9 @@ CREATE OR REPLACE TEMP MACRO parse_date(s) AS CAST(parse_ts(s) AS DATE);
 -- ('implausible <column>') rather than silently counted in no period or, as an
 -- updated_at, winning every duplicate. Dates between 1900 and 1970 are kept: a
 -- customer since 1965 is rare but real, and nothing in the method needs Unix time.
+CREATE OR REPLACE TEMP MACRO plausible_until() AS DATE '2100-01-01';
 CREATE OR REPLACE TEMP MACRO implausible_ts(t) AS
-    t < TIMESTAMP '1900-01-01' OR t >= TIMESTAMP '2100-01-01';
+    t < TIMESTAMP '1900-01-01' OR t >= plausible_until();
 
 -- Plain decimals, also with a currency symbol or code, thousands separators
 -- ("1,000.50") or accounting negatives ("(500.00)"). NaN and infinity do not parse.
@@ -96,9 +97,9 @@ CREATE OR REPLACE TEMP MACRO period_spine(first_day) AS TABLE
 -- a later date survives the row rules). Pricing millions of rows is then a hash join on
 -- (currency, fx_day(date)), several times faster than an ASOF join. `rates` names the
 -- table (staging.fx_rates), so that the macro binds when used, not when defined.
-CREATE OR REPLACE TEMP MACRO fx_day(d) AS least(CAST(d AS DATE), DATE '2100-01-01');
+CREATE OR REPLACE TEMP MACRO fx_day(d) AS least(CAST(d AS DATE), plausible_until());
 CREATE OR REPLACE TEMP MACRO fx_days(rates) AS TABLE
-    SELECT currency, CAST(unnest(generate_series(date, coalesce(next_date - 1, fx_day('2100-01-01')),
+    SELECT currency, CAST(unnest(generate_series(date, coalesce(next_date - 1, plausible_until()),
                                                  INTERVAL 1 DAY)) AS DATE) AS day, rate_to_base
     FROM (SELECT currency, date, rate_to_base,
                  lead(date) OVER (PARTITION BY currency ORDER BY date) AS next_date

@@ -16,19 +16,14 @@ repeated AS (
     SELECT source, deal_id, stage FROM parsed
     WHERE deal_id IS NOT NULL AND stage IS NOT NULL GROUP BY ALL HAVING count(*) > 1
 ),
-ranked AS (
-    SELECT
-        *,
-        row_number() OVER (
-            PARTITION BY source, deal_id, stage, coalesce(CAST(entered_at AS VARCHAR), 'row:' || _raw_rowid)
-            ORDER BY _batch_id DESC, _row_number DESC
-        ) AS version_rank
-    FROM parsed SEMI JOIN repeated USING (source, deal_id, stage)
-),
 latest AS (
     SELECT * FROM parsed ANTI JOIN repeated USING (source, deal_id, stage)
     UNION ALL BY NAME
-    SELECT * EXCLUDE (version_rank) FROM ranked WHERE version_rank = 1
+    SELECT * FROM parsed SEMI JOIN repeated USING (source, deal_id, stage)
+    QUALIFY row_number() OVER (
+        PARTITION BY source, deal_id, stage, coalesce(CAST(entered_at AS VARCHAR), 'row:' || _raw_rowid)
+        ORDER BY _batch_id DESC, _row_number DESC
+    ) = 1
 ),
 -- When the deal left this stage: the next valid entry of the same deal (null: still in it).
 -- Computed here, where the table is rebuilt only when the history changes, rather than in

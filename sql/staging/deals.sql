@@ -31,19 +31,6 @@ WITH parsed AS NOT MATERIALIZED (
 repeated AS (
     SELECT source, deal_id FROM parsed WHERE deal_id IS NOT NULL GROUP BY ALL HAVING count(*) > 1
 ),
-ranked AS (
-    SELECT
-        *,
-        row_number() OVER (
-            PARTITION BY source,
-                CASE WHEN deal_id IS NULL OR unparsed(raw_updated_at, updated_at_given)
-                          OR implausible_ts(updated_at_given)
-                     THEN 'row:' || _batch_id || ':' || _row_number ELSE 'key:' || deal_id END
-            ORDER BY coalesce(updated_at_given, greatest(created_at, closed_at)) DESC NULLS LAST,
-                     _batch_id DESC, _row_number DESC
-        ) AS version_rank
-    FROM parsed SEMI JOIN repeated USING (source, deal_id)
-),
 latest AS (
     SELECT
         *,
@@ -52,7 +39,15 @@ latest AS (
     FROM (
         SELECT * FROM parsed ANTI JOIN repeated USING (source, deal_id)
         UNION ALL BY NAME
-        SELECT * EXCLUDE (version_rank) FROM ranked WHERE version_rank = 1
+        SELECT * FROM parsed SEMI JOIN repeated USING (source, deal_id)
+        QUALIFY row_number() OVER (
+            PARTITION BY source,
+                CASE WHEN deal_id IS NULL OR unparsed(raw_updated_at, updated_at_given)
+                          OR implausible_ts(updated_at_given)
+                     THEN 'row:' || _batch_id || ':' || _row_number ELSE 'key:' || deal_id END
+            ORDER BY coalesce(updated_at_given, greatest(created_at, closed_at)) DESC NULLS LAST,
+                     _batch_id DESC, _row_number DESC
+        ) = 1
     )
 ),
 priced AS (
