@@ -29,13 +29,13 @@ def check_specs(table: str) -> list[dg.AssetCheckSpec]:
 def run_checks(con: duckdb.DuckDBPyConnection, table: str) -> list[dg.AssetCheckResult]:
     """Check the rows not yet validated; once every check passes, they never need checking again.
 
-    raw.build_state.validated_batch marks the rows (by raw batch) that passed every check
+    bookkeeping.build_state.validated_batch marks the rows (by raw batch) that passed every check
     under the current model, so a nightly run checks the rows that arrived since, not millions
     of unchanged ones. A failing check leaves the mark where it was, so the next run checks
     the same rows again and the failure keeps showing until the data is fixed.
     """
     after = con.execute(
-        "SELECT validated_batch FROM raw.build_state WHERE table_name = ?", [table]
+        "SELECT validated_batch FROM bookkeeping.build_state WHERE table_name = ?", [table]
     ).fetchall()
     after_batch = after[0][0] if after else None
     results = []
@@ -60,7 +60,7 @@ def run_checks(con: duckdb.DuckDBPyConnection, table: str) -> list[dg.AssetCheck
         )
     if all(result.passed for result in results):
         con.execute(
-            f"UPDATE raw.build_state SET validated_batch = (SELECT max(batch_id) FROM staging.{table}) "  # noqa: S608
+            f"UPDATE bookkeeping.build_state SET validated_batch = (SELECT max(batch_id) FROM staging.{table}) "  # noqa: S608
             "WHERE table_name = ?",
             [table],
         )

@@ -19,7 +19,7 @@ from tabulate import tabulate
 from connectors.files.reader import ExportFileError
 from pipelines.config import ConfigError, Settings, load_settings
 from pipelines.raw_files import required_streams_present
-from pipelines.warehouse import WarehouseLocked, wait_until_writable
+from pipelines.warehouse import WarehouseLocked, open_with_raw, wait_until_writable
 
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "data" / "sample" / "crm_roi.yaml"
 
@@ -238,7 +238,7 @@ def query(sql: str, config_file: str | None, db_path: str | None, fmt: str) -> N
     path = Path(db_path) if db_path else load_settings(config_file).published_path
     if not path.is_file():
         raise click.ClickException(f"no DuckDB file at {path}: run `crm-roi run` (or `demo`) first")
-    with duckdb.connect(str(path), read_only=True) as con:
+    with open_with_raw(path, read_only=True) as con:  # the working file's raw layer too, when it has one
         cursor = con.execute(sql)
         columns = [d[0] for d in cursor.description or []]
         rows = cursor.fetchall()

@@ -2,9 +2,10 @@
 
 DuckDB admits one writing process, and an open reader stops a writer from
 opening the file. So analysts never open the working file: each run ends by
-checkpointing it, copying its bytes to a new file, dropping the layers analysts
-do not read (raw landing tables and bookkeeping) from the copy, and renaming it
-over the published one. A rename is atomic, and an analyst whose connection is
+checkpointing it, copying its bytes to a new file, dropping the bookkeeping
+analysts do not read from the copy, and renaming it over the published one. The
+raw layer, the largest part of the state, is in its own file (warehouse.py), so
+it is never copied. A rename is atomic, and an analyst whose connection is
 open keeps reading the old file until they reconnect: they see the old state or
 the new state, never a mix, and they never block the nightly run.
 

@@ -86,7 +86,7 @@ class _BuildState:
 
 def _build_state(con: duckdb.DuckDBPyConnection, table: str) -> _BuildState | None:
     row = con.execute(
-        "SELECT model_fingerprint, raw_rows, raw_last_batch FROM raw.build_state WHERE table_name = ?",
+        "SELECT model_fingerprint, raw_rows, raw_last_batch FROM bookkeeping.build_state WHERE table_name = ?",
         [table],
     ).fetchall()
     return _BuildState(*row[0]) if row else None
@@ -156,8 +156,8 @@ def build_staging(con: duckdb.DuckDBPyConnection, table: str) -> StagingResult:
         # Rows from batches already validated are the same rows as before, unless the model,
         # its settings or an upstream table changed: then every row is checked again.
         con.execute(
-            "INSERT OR REPLACE INTO raw.build_state VALUES ($table, $model, $rows, $last, "
-            "now()::TIMESTAMP, (SELECT validated_batch FROM raw.build_state "
+            "INSERT OR REPLACE INTO bookkeeping.build_state VALUES ($table, $model, $rows, $last, "
+            "now()::TIMESTAMP, (SELECT validated_batch FROM bookkeeping.build_state "
             "WHERE table_name = $table AND model_fingerprint = $model))",
             {"table": table, "model": model, "rows": raw_rows, "last": raw_last_batch},
         )

@@ -1,4 +1,13 @@
-"""The DuckDB file: opening it, the run's parameters, and running `sql/` files.
+"""The DuckDB files: opening them, the run's parameters, and running `sql/` files.
+
+The working state is two files side by side: the working file (staging, quarantine,
+KPI and ROI tables, build bookkeeping) and its raw companion, `<name>.raw.duckdb`,
+attached as the catalog `raw`, so `raw.deals` means the same in every model. The raw
+layer is the largest part of the state and analysts never read it; in its own file it
+stays out of the analyst copy, which is a byte copy of the working file (see publish.py).
+DuckDB writes one attached file per transaction: landing (raw rows, raw.loaded_files,
+raw.sync_state) writes only the raw file, a staging build (staging, quarantine,
+bookkeeping.build_state) only the working file.
 
 DuckDB admits one writing process at a time. Dagster serialises writers with a
 concurrency pool (see dagster.yaml); opening also waits out a lock held by
@@ -29,6 +38,8 @@ RAW_META_COLUMNS = (
     "_batch_id BIGINT NOT NULL, _loaded_at TIMESTAMP NOT NULL"
 )
 RAW_STREAMS = (*CANONICAL_COLUMNS,)
+RAW_CATALOG = "raw"
+WORKING_SCHEMAS = ("staging", "quarantine", "kpi", "roi", "bookkeeping")
 
 
 class WarehouseLocked(RuntimeError):
@@ -94,23 +105,58 @@ def set_run_variables(con: duckdb.DuckDBPyConnection, settings: Settings) -> Non
     )
 
 
-@contextmanager
-def connect(
-    path: Path, settings: Settings | None = None, read_only: bool = False
-) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection in UTC with the shared macros loaded (and the run's variables, if given)."""
+def raw_file_of(working: Path) -> Path:
+    """The raw companion of a working file: crm_roi.duckdb -> crm_roi.raw.duckdb."""
+    return working.with_suffix(".raw.duckdb")
+
+
+def open_with_raw(
+    path: Path, read_only: bool = False, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
+    """The working file, with its raw companion attached as catalog `raw`: what a data team opens to read raw.
+
+    A reader of a file made before the split finds no companion and reads the old
+    `raw` schema inside the working file instead.
+    """
+    raw_file = raw_file_of(path)
+    new_files = [] if read_only else [p for p in (path, raw_file) if not p.exists()]
     if not read_only:
         path.parent.mkdir(parents=True, exist_ok=True)
-        new_file = not path.exists()
     try:
-        con = _open(path, read_only, settings.memory_limit if settings else None)
+        con = _open(path, read_only, memory_limit)
     except duckdb.IOException as exc:
         if not _is_lock_conflict(exc):
             raise
         raise _locked_error(path, exc) from None
     try:
-        if not read_only and new_file:
-            os.chmod(path, 0o600)
+        if not (read_only and not raw_file.exists()):
+            mode = " (READ_ONLY)" if read_only else ""
+            con.execute(f"ATTACH $file AS {RAW_CATALOG}{mode}", {"file": str(raw_file)})
+    except duckdb.IOException as exc:
+        con.close()
+        if not _is_lock_conflict(exc):
+            raise
+        raise _locked_error(raw_file, exc) from None
+    for created in new_files:  # private from the start: it holds CRM data
+        os.chmod(created, 0o600)
+    return con
+
+
+@contextmanager
+def connect(
+    path: Path, settings: Settings | None = None, read_only: bool = False
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection in UTC with the shared macros loaded (and the run's variables, if given)."""
+    memory_limit = settings.memory_limit if settings else None
+    con = open_with_raw(path, read_only, memory_limit)
+    try:
+        if not read_only and _move_raw_out_of_working_file(con):
+            # Everything left in the working file is derived from raw and is rebuilt by this
+            # run; a fresh file is only as large as its tables (DuckDB never shrinks a file).
+            con.close()
+            for stale in (path, path.with_name(path.name + ".wal")):
+                stale.unlink(missing_ok=True)
+            con = open_with_raw(path, read_only, memory_limit)
         con.execute("SET TimeZone = 'UTC'")
         con.execute(sql_text("macros"))
         if settings is not None:
@@ -154,38 +200,72 @@ def _schema_version() -> str:
     return hashlib.sha256(repr((CANONICAL_COLUMNS, sql_text("raw/bookkeeping"))).encode()).hexdigest()
 
 
-def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
-    """Create the schemas and the landing tables a fresh file needs (or a file an older release made).
+def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
+    """The schemas and tables both files need, created where missing (and widened where an older release made them).
 
-    Every step opens a connection, so the DDL runs only when the file's recorded
-    schema version differs from this release's: one query instead of ~80 statements.
+    Raw names are written `raw.main.<table>`: while a file from before the split is
+    moved, its own `raw` schema exists too, and `raw.<table>` would be ambiguous.
     """
-    version = _schema_version()
-    try:
-        if con.execute("SELECT version FROM raw.schema_version").fetchall() == [(version,)]:
-            return
-    except duckdb.CatalogException:
-        pass
-    for schema in ("raw", "staging", "quarantine", "kpi", "roi"):
+    for schema in WORKING_SCHEMAS:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
-    con.execute("CREATE SEQUENCE IF NOT EXISTS raw.batch_seq START 1")
+    con.execute("CREATE SEQUENCE IF NOT EXISTS raw.main.batch_seq START 1")
     for stream, columns in CANONICAL_COLUMNS.items():
         cols = ", ".join(f"{c} VARCHAR" for c in columns)
-        con.execute(f"CREATE TABLE IF NOT EXISTS raw.{stream} ({cols}, {RAW_META_COLUMNS})")
+        con.execute(f"CREATE TABLE IF NOT EXISTS raw.main.{stream} ({cols}, {RAW_META_COLUMNS})")
         for column in columns:  # a file made by an older release gains new canonical columns
-            con.execute(f"ALTER TABLE raw.{stream} ADD COLUMN IF NOT EXISTS {column} VARCHAR")
+            con.execute(f"ALTER TABLE raw.main.{stream} ADD COLUMN IF NOT EXISTS {column} VARCHAR")
     con.execute(sql_text("raw/bookkeeping"))
+
+
+def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
+    """Create the schemas and tables fresh files need (or files an older release made).
+
+    Every step opens a connection, so the DDL runs only when a file's recorded schema
+    version differs from this release's: one query instead of ~80 statements. Each
+    file records it, so a raw file that was deleted or replaced is noticed.
+    """
+    version = _schema_version()
+    recorded = con.execute(
+        "SELECT database_name FROM duckdb_tables() WHERE table_name = 'schema_version' "
+        "AND (database_name, schema_name) IN (('raw', 'main'), (current_database(), 'bookkeeping'))"
+    ).fetchall()
+    if len(recorded) == 2 and con.execute(
+        "SELECT (SELECT version FROM raw.main.schema_version) = $v "
+        "AND (SELECT version FROM bookkeeping.schema_version) = $v", {"v": version}
+    ).fetchone()[0]:
+        return
+    _create_tables(con)
+    for table in ("raw.main.schema_version", "bookkeeping.schema_version"):  # one file per transaction
+        with transaction(con):
+            con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT $version AS version", {"version": version})
+
+
+def _move_raw_out_of_working_file(con: duckdb.DuckDBPyConnection) -> bool:
+    """Move the raw layer of a file made before the split (schema `raw` inside it) into the raw file.
+
+    One transaction on the raw file, which replaces whatever an interrupted move left
+    there: a crash before the caller discards the old working file repeats the move on
+    the next open, so nothing is lost or doubled. True when there was something to move.
+    """
+    working = con.execute("SELECT current_database()").fetchone()[0]
+    if not con.execute(
+        "SELECT count(*) FROM duckdb_schemas() WHERE database_name = current_database() AND schema_name = 'raw'"
+    ).fetchone()[0]:
+        return False
+    _create_tables(con)
+    moved = [t for (t,) in con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'raw' "
+        "AND table_name NOT IN ('build_state', 'schema_version')"
+    ).fetchall()]
+    last_batch = con.execute(
+        "SELECT last_value FROM duckdb_sequences() WHERE database_name = current_database() "
+        "AND schema_name = 'raw' AND sequence_name = 'batch_seq'"
+    ).fetchall()
     with transaction(con):
-        con.execute("CREATE OR REPLACE TABLE raw.schema_version AS SELECT $version AS version", {"version": version})
-
-
-def table_count(con: duckdb.DuckDBPyConnection, table: str) -> int:
-    """Row count of a whitelisted `schema.table` name."""
-    schema, name = table.split(".")
-    exists = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_schema = ? AND table_name = ?",
-        [schema, name],
-    ).fetchone()[0]
-    if not exists:
-        return 0
-    return con.execute(f'SELECT count(*) FROM "{schema}"."{name}"').fetchone()[0]  # noqa: S608 (checked above)
+        for table in moved:  # names from the catalogue, quoted
+            con.execute(f'DELETE FROM raw.main."{table}"')  # noqa: S608
+            con.execute(f'INSERT INTO raw.main."{table}" BY NAME SELECT * FROM "{working}".raw."{table}"')  # noqa: S608
+        if last_batch and last_batch[0][0] is not None:  # batch ids go on where they stopped
+            con.execute("DROP SEQUENCE raw.main.batch_seq")
+            con.execute(f"CREATE SEQUENCE raw.main.batch_seq START {int(last_batch[0][0]) + 1}")
+    return True

@@ -20,7 +20,7 @@ from pipelines.config import Settings, load_settings
 from pipelines.raw_files import load_stream, stream_inputs
 from pipelines.sources import API_STREAMS, open_connector
 from pipelines.transform import MART_TABLES, STAGING_TABLES, build_mart, build_staging
-from pipelines.warehouse import RAW_STREAMS, connect
+from pipelines.warehouse import RAW_STREAMS, connect, open_with_raw
 
 DEAL_COLUMNS = [
     "deal_id", "deal_name", "account_id", "owner_id", "pipeline", "stage", "is_closed",
@@ -120,7 +120,7 @@ def run_pipeline(settings: Settings, client_options: dict | None = None) -> duck
             build_staging(con, table)
         for table in MART_TABLES:
             build_mart(con, table)
-    return duckdb.connect(str(settings.duckdb_path), read_only=True)
+    return open_with_raw(settings.duckdb_path, read_only=True)
 
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:

@@ -11,6 +11,8 @@ import duckdb
 import pytest
 import yaml
 
+from pipelines.warehouse import open_with_raw
+
 REPO = Path(__file__).resolve().parent.parent
 CRM_ROI = str(Path(sys.executable).parent / "crm-roi")
 
@@ -53,6 +55,17 @@ def test_query_prints_a_table_and_csv(demo_db):
     assert as_csv.stdout.splitlines() == ["n", str(expected)]
 
 
+def test_query_on_the_working_file_reads_its_raw_layer_too(demo_db):
+    path, _ = demo_db
+    sql = "SELECT count(*) AS n FROM raw.deals"
+    done = crm_roi("query", "--db", str(path), "--format", "csv", sql, cwd=path.parent)
+    assert done.returncode == 0, done.stderr
+    with duckdb.connect(str(path.with_suffix(".raw.duckdb")), read_only=True) as con:
+        landed = con.execute("SELECT count(*) FROM deals").fetchone()[0]
+    assert done.stdout.splitlines() == ["n", str(landed)]
+    assert landed > 5000
+
+
 def test_run_with_config_on_a_folder_of_canonical_exports(tmp_path: Path):
     shutil.copytree(REPO / "data" / "sample", tmp_path / "exports")
     config = yaml.safe_load((tmp_path / "exports" / "crm_roi.yaml").read_text())
@@ -63,12 +76,12 @@ def test_run_with_config_on_a_folder_of_canonical_exports(tmp_path: Path):
     first = crm_roi("run", "--config", "team.yaml", cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     # A second run loads nothing new and changes nothing.
-    with duckdb.connect(str(tmp_path / "out" / "warehouse.duckdb"), read_only=True) as con:
+    with open_with_raw(tmp_path / "out" / "warehouse.duckdb", read_only=True) as con:
         before = con.execute("SELECT count(*), max(_batch_id) FROM raw.deals").fetchone()
     second = crm_roi("run", "--config", "team.yaml", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
     assert second.stdout == first.stdout
-    with duckdb.connect(str(tmp_path / "out" / "warehouse.duckdb"), read_only=True) as con:
+    with open_with_raw(tmp_path / "out" / "warehouse.duckdb", read_only=True) as con:
         assert con.execute("SELECT count(*), max(_batch_id) FROM raw.deals").fetchone() == before
 
 
@@ -134,7 +147,7 @@ def test_a_file_changed_in_place_needs_full_reload(tmp_path: Path):
 
     reloaded = crm_roi("run", "--config", config, "--full-reload", cwd=tmp_path)
     assert reloaded.returncode == 0, reloaded.stderr
-    with duckdb.connect(str(tmp_path / "exports" / "crm_roi.duckdb"), read_only=True) as con:
+    with open_with_raw(tmp_path / "exports" / "crm_roi.duckdb", read_only=True) as con:
         # Reloaded, not appended: raw holds the file's rows once.
         assert con.execute("SELECT count(*) FROM raw.deals").fetchone()[0] == len(lines) - 1
         amounts = con.execute("SELECT amount FROM staging.deals WHERE deal_id = ?", [deal_id]).fetchall()

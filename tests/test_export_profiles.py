@@ -20,6 +20,7 @@ import yaml
 
 from connectors.files.reader import ExportFileError
 from pipelines.config import load_settings
+from pipelines.warehouse import open_with_raw
 from tests.conftest import ACCOUNTS, run_pipeline
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "exports"
@@ -478,7 +479,7 @@ def test_empty_file_is_an_error_naming_it_and_nothing_is_loaded(tmp_path, run):
     assert "deals_2021-01-01.csv" in str(error.value)
     assert "empty" in str(error.value)
     # The stream's files load in one transaction: deals.csv did not land either.
-    with duckdb.connect(str(tmp_path / "crm_roi.duckdb"), read_only=True) as con:
+    with open_with_raw(tmp_path / "crm_roi.duckdb", read_only=True) as con:
         assert con.execute("SELECT count(*) FROM raw.deals").fetchone()[0] == 0
         assert con.execute(
             "SELECT count(*) FROM raw.loaded_files WHERE stream = 'deals'"
@@ -531,6 +532,6 @@ def test_file_changed_after_loading_is_an_error_naming_it(tmp_path, run):
     assert "deals.csv" in str(error.value)
     assert "changed" in str(error.value)
     # The earlier load stands.
-    with duckdb.connect(str(tmp_path / "crm_roi.duckdb"), read_only=True) as con:
+    with open_with_raw(tmp_path / "crm_roi.duckdb", read_only=True) as con:
         assert raw_count(con) == 15
         assert con.execute("SELECT count(*) FROM staging.deals").fetchone()[0] == 13

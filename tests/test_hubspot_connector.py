@@ -32,7 +32,7 @@ from connectors.hubspot import settings as hubspot_settings
 from connectors.hubspot.helpers import iso_utc
 from pipelines.api_sync import read_cursor, sync_stream
 from pipelines.config import load_settings
-from pipelines.warehouse import connect
+from pipelines.warehouse import connect, open_with_raw
 from tests.conftest import ACCOUNTS, FAST_CLIENT, run_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -268,7 +268,7 @@ def test_incremental_syncs_end_where_one_full_sync_of_the_final_state_does(fake:
         assert not any("/crm/v3/objects/deals?" in path and "archived=false" in path for path in calls)
     assert_same_tables(chained, workspace.run("full", source))
     assert_no_duplicate_keys(workspace.db("chain"))
-    with duckdb.connect(str(workspace.db("chain")), read_only=True) as con:
+    with open_with_raw(workspace.db("chain"), read_only=True) as con:
         cursors = dict(con.execute("SELECT stream, cursor FROM raw.sync_state").fetchall())
         deleted = dict(con.execute("SELECT deal_id, is_deleted FROM staging.deals").fetchall())
         customers = dict(con.execute("SELECT name, is_deleted FROM staging.customers").fetchall())

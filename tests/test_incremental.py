@@ -46,7 +46,7 @@ def _nightly(config: Path) -> dict[tuple[str, str], dict]:
 
 def _built_at(config: Path) -> dict[str, object]:
     with duckdb.connect(str(config.parent / "crm_roi.duckdb"), read_only=True) as con:
-        return dict(con.execute("SELECT table_name, built_at FROM raw.build_state").fetchall())
+        return dict(con.execute("SELECT table_name, built_at FROM bookkeeping.build_state").fetchall())
 
 
 def _published(config: Path) -> dict:

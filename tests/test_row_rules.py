@@ -11,11 +11,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 
-import duckdb
 import pytest
 
 from connectors.files.reader import ExportFileError
 from pipelines.config import load_settings
+from pipelines.warehouse import open_with_raw
 from tests.conftest import DEAL_COLUMNS, deal, gl, rows, run_pipeline, write_csv
 
 FX_COLUMNS = ["date", "currency", "rate_to_base"]
@@ -481,7 +481,7 @@ def test_loading_the_same_export_twice_changes_nothing(project, tmp_path):
 
 
 def _loaded_files(settings) -> list[tuple]:
-    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+    with open_with_raw(settings.duckdb_path, read_only=True) as con:
         return con.execute(
             "SELECT file_name, sha256, size_bytes, modified_ns FROM raw.loaded_files ORDER BY file_name"
         ).fetchall()
@@ -498,7 +498,7 @@ def test_an_export_touched_but_unchanged_is_skipped_and_its_new_time_kept(projec
     run_pipeline(settings).close()
     (_, digest_after, _, modified_after), *_ = _loaded_files(settings)
     assert (digest_after, modified_after) == (digest, modified_ns + 10**9)
-    with duckdb.connect(str(settings.duckdb_path), read_only=True) as con:
+    with open_with_raw(settings.duckdb_path, read_only=True) as con:
         assert con.execute("SELECT count(*) FROM raw.deals").fetchone()[0] == 1
 
 

@@ -7,7 +7,7 @@ import dagster as dg
 from pipelines.logs import log_event
 from pipelines.raw_files import LoadResult, load_stream, required_streams_present, stream_inputs
 from pipelines.resources import CrmRoi
-from pipelines.warehouse import RAW_STREAMS, table_count
+from pipelines.warehouse import RAW_STREAMS
 
 POOL = "duckdb"
 
@@ -42,7 +42,7 @@ def _raw_asset(stream: str) -> dg.AssetsDefinition:
                 total.files_loaded += result.files_loaded
                 total.files_skipped += result.files_skipped
                 total.rows_loaded += result.rows_loaded
-            rows = table_count(con, f"raw.{stream}")
+            rows = con.execute(f"SELECT count(*) FROM raw.{stream}").fetchone()[0]  # noqa: S608 (a known stream)
         return dg.MaterializeResult(
             metadata={
                 "dagster/row_count": rows,

@@ -1,5 +1,8 @@
+-- Raw tables live in the raw file (catalog raw, schema main: see pipelines/warehouse.py);
+-- quarantine and build bookkeeping in the working file.
+
 -- Which export file was loaded into which stream, so each file is loaded once.
-CREATE TABLE IF NOT EXISTS raw.loaded_files (
+CREATE TABLE IF NOT EXISTS raw.main.loaded_files (
     source     VARCHAR NOT NULL,
     stream     VARCHAR NOT NULL,
     file_name  VARCHAR NOT NULL,
@@ -12,7 +15,7 @@ CREATE TABLE IF NOT EXISTS raw.loaded_files (
 );
 -- The file's modification time (ns) when loaded or last found unchanged: a file with the same
 -- size and time is not hashed again. Null in files made before it was recorded: hashed once.
-ALTER TABLE raw.loaded_files ADD COLUMN IF NOT EXISTS modified_ns BIGINT;
+ALTER TABLE raw.main.loaded_files ADD COLUMN IF NOT EXISTS modified_ns BIGINT;
 
 -- Rows that failed a row rule in staging, with the reason and the row as landed.
 -- Rebuilt per table with its staging table, in the same transaction.
@@ -30,7 +33,7 @@ CREATE TABLE IF NOT EXISTS quarantine.rejected_rows (
 
 -- The incremental cursor of each API source stream, moved in the transaction
 -- that commits the rows it covers.
-CREATE TABLE IF NOT EXISTS raw.sync_state (
+CREATE TABLE IF NOT EXISTS raw.main.sync_state (
     source     VARCHAR NOT NULL,
     stream     VARCHAR NOT NULL,
     cursor     VARCHAR NOT NULL,
@@ -43,7 +46,7 @@ CREATE TABLE IF NOT EXISTS raw.sync_state (
 -- inputs are unchanged is not rebuilt; one whose raw table only gained rows since
 -- (raw_rows rows up to raw_last_batch) is rebuilt for the keys the new rows touch;
 -- only rows from batches after validated_batch are checked again.
-CREATE TABLE IF NOT EXISTS raw.build_state (
+CREATE TABLE IF NOT EXISTS bookkeeping.build_state (
     table_name      VARCHAR PRIMARY KEY,
     model_fingerprint VARCHAR NOT NULL,
     raw_rows        BIGINT NOT NULL,

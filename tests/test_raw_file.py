@@ -1,0 +1,97 @@
+"""The raw layer lives in its own DuckDB file, beside the working file, and never in the analysts' copy.
+
+A working file from a release before the split (schema `raw` inside it) is converted on
+its first run: the raw rows move, nothing is loaded twice, and every derived table comes
+out as a fresh build gives it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+CRM_ROI = str(Path(sys.executable).parent / "crm-roi")
+RAW_STREAMS = ("crm_usage", "csat", "customers", "deal_stage_history", "deals", "finance_gl", "fx_rates")
+
+
+def demo(db: Path) -> None:
+    done = subprocess.run([CRM_ROI, "demo", "--db", str(db)], cwd=db.parent, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
+def schemas(db: Path) -> set[str]:
+    with duckdb.connect(str(db), read_only=True) as con:
+        return {s for (s,) in con.execute("SELECT schema_name FROM duckdb_schemas() WHERE NOT internal").fetchall()}
+
+
+def table_rows(db: Path, schema: str) -> dict[str, list[tuple]]:
+    """Every row of every table of `schema`, sorted, but for when a row was quarantined: equal dicts, equal tables.
+
+    Floats are rounded to 9 significant digits: a mean over rows in another order differs in the last bits.
+    """
+    with duckdb.connect(str(db), read_only=True) as con:
+        names = [t for (t,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = ? ORDER BY 1", [schema]).fetchall()]
+        return {t: sorted((tuple(float(f"{v:.9g}") if isinstance(v, float) else v for v in row) for row in
+                           con.execute(f"SELECT COLUMNS(lambda c: c <> 'rejected_at') FROM \"{schema}\".\"{t}\"")
+                           .fetchall()), key=repr)
+                for t in names}
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A demo run of this release: the working file, with crm_roi_demo.raw.duckdb beside it."""
+    db = tmp_path_factory.mktemp("fresh") / "demo.duckdb"
+    demo(db)
+    return db
+
+
+def test_raw_rows_are_in_the_raw_file_and_in_no_other(fresh: Path):
+    raw_file = fresh.with_suffix(".raw.duckdb")
+    published = fresh.with_suffix(".published.duckdb")
+    assert "raw" not in schemas(fresh)
+    assert {"staging", "quarantine", "kpi", "roi", "bookkeeping"} <= schemas(fresh)
+    assert schemas(published) == {"staging", "quarantine", "kpi", "roi"}
+    raw = table_rows(raw_file, "main")
+    assert set(RAW_STREAMS) | {"loaded_files", "sync_state", "schema_version"} == set(raw)
+    with duckdb.connect(str(raw_file), read_only=True) as con:
+        landed, recorded = con.execute(
+            "SELECT (SELECT count(*) FROM deals), (SELECT sum(row_count) FROM loaded_files WHERE stream = 'deals')"
+        ).fetchone()
+    assert landed == recorded > 5000
+
+
+def test_a_working_file_from_before_the_split_is_converted_with_nothing_lost(fresh: Path, tmp_path: Path):
+    # The state an older release left: the raw tables (as this release's run landed them)
+    # inside the working file under schema raw, with its batch sequence, and stale derived tables.
+    old = tmp_path / "demo.duckdb"
+    with duckdb.connect(str(old)) as con:
+        con.execute("ATTACH ? AS landed (READ_ONLY)", [str(fresh.with_suffix(".raw.duckdb"))])
+        con.execute("CREATE SCHEMA raw")
+        for (table,) in con.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = 'landed'").fetchall():
+            con.execute(f'CREATE TABLE raw."{table}" AS FROM landed."{table}"')
+        last_batch = con.execute("SELECT max(batch_id) FROM raw.loaded_files").fetchone()[0]
+        con.execute(f"CREATE SEQUENCE raw.batch_seq START {last_batch}")
+        con.execute("SELECT nextval('raw.batch_seq')")  # the old release had used up to last_batch
+        con.execute("CREATE SCHEMA staging")
+        con.execute("CREATE TABLE staging.deals AS SELECT 'stale' AS deal_id")
+    # A move that was interrupted after the raw file committed: its rows are there already.
+    shutil.copyfile(fresh.with_suffix(".raw.duckdb"), old.with_suffix(".raw.duckdb"))
+
+    demo(old)
+
+    assert "raw" not in schemas(old)
+    moved = table_rows(old.with_suffix(".raw.duckdb"), "main")
+    assert moved == table_rows(fresh.with_suffix(".raw.duckdb"), "main")  # not lost, not doubled, not reloaded
+    for schema in ("staging", "quarantine", "kpi", "roi"):
+        assert table_rows(old.with_suffix(".published.duckdb"), schema) == table_rows(
+            fresh.with_suffix(".published.duckdb"), schema), schema
+    with duckdb.connect(str(old.with_suffix(".raw.duckdb"))) as con:
+        assert con.execute("SELECT nextval('batch_seq')").fetchone()[0] == last_batch + 1
