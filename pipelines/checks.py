@@ -39,8 +39,9 @@ def run_checks(con: duckdb.DuckDBPyConnection, table: str) -> list[dg.AssetCheck
     ).fetchall()
     after_batch = after[0][0] if after else None
     results = []
-    for name, schema, blocking in STAGING_SCHEMAS[table]:
-        outcome = validate_table(con, f"staging.{table}", schema, after_batch)
+    specs = STAGING_SCHEMAS[table]
+    outcomes = validate_table(con, f"staging.{table}", [schema for _, schema, _ in specs], after_batch)
+    for (name, _, blocking), outcome in zip(specs, outcomes, strict=True):
         results.append(
             dg.AssetCheckResult(
                 check_name=f"pandera_{name}",

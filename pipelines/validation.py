@@ -8,6 +8,7 @@ into a polars DataFrame without copying, validated, and dropped.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import duckdb
@@ -31,22 +32,32 @@ class ValidationOutcome:
 
 
 def validate_table(
-    con: duckdb.DuckDBPyConnection, table: str, schema: type[pa.DataFrameModel], after_batch: int | None = None
-) -> ValidationOutcome:
-    """Validate the rows of `table` (a whitelisted name) from batches after `after_batch` (None: every row)."""
-    outcome = ValidationOutcome()
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    schemas: Sequence[type[pa.DataFrameModel]],
+    after_batch: int | None = None,
+) -> list[ValidationOutcome]:
+    """Validate the rows of `table` (a whitelisted name) from batches after `after_batch` (None: every row).
+
+    One pass for all of a table's schemas, reading only the columns they name:
+    reading 5M deals once per schema, every column, cost three times the checks.
+    """
+    outcomes = [ValidationOutcome() for _ in schemas]
     relation = con.table(table)
     if after_batch is not None:
         relation = relation.filter(duckdb.ColumnExpression("batch_id") > duckdb.ConstantExpression(after_batch))
-    reader = relation.to_arrow_reader(BATCH_ROWS)
-    for batch in reader:
+    # A column a schema names but the table lacks is left out here, so Pandera reports it.
+    named = {column for schema in schemas for column in schema.to_schema().columns}
+    relation = relation.select(*[c for c in relation.columns if c in named])
+    for batch in relation.to_arrow_reader(BATCH_ROWS):
         frame = pl.from_arrow(batch)
-        outcome.rows_checked += frame.height
-        try:
-            schema.validate(frame, lazy=True)
-        except pa.errors.SchemaErrors as errors:
-            _record(outcome, errors.failure_cases, frame)
-    return outcome
+        for schema, outcome in zip(schemas, outcomes, strict=True):
+            outcome.rows_checked += frame.height
+            try:
+                schema.validate(frame, lazy=True)
+            except pa.errors.SchemaErrors as errors:
+                _record(outcome, errors.failure_cases, frame)
+    return outcomes
 
 
 def _record(outcome: ValidationOutcome, cases: pl.DataFrame, frame: pl.DataFrame) -> None:

@@ -232,7 +232,7 @@ def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
     if len(recorded) == 2 and con.execute(
         "SELECT (SELECT version FROM raw.main.schema_version) = $v "
         "AND (SELECT version FROM bookkeeping.schema_version) = $v", {"v": version}
-    ).fetchone()[0]:
+    ).fetchall() == [(True,)]:  # fetched to the end: an open result blocks the relation API
         return
     _create_tables(con)
     for table in ("raw.main.schema_version", "bookkeeping.schema_version"):  # one file per transaction

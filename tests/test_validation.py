@@ -3,7 +3,7 @@
 import duckdb
 
 from pipelines import validation
-from pipelines.schemas import Deals, FxRates
+from pipelines.schemas import DealAmounts, Deals, FxRates
 
 
 def _deals_table(con: duckdb.DuckDBPyConnection, rows: int, bad_row: int) -> None:
@@ -25,7 +25,7 @@ def test_a_bad_value_in_a_later_batch_is_caught(monkeypatch):
     monkeypatch.setattr(validation, "BATCH_ROWS", 1_000)
     con = duckdb.connect()
     _deals_table(con, rows=5_000, bad_row=4_321)
-    outcome = validation.validate_table(con, "deals", Deals)
+    (outcome,) = validation.validate_table(con, "deals", [Deals])
     assert outcome.rows_checked == 5_000
     assert outcome.failing_rows == 1
     assert outcome.failures_by_check == {"is_won implies is_closed": 1}
@@ -36,7 +36,7 @@ def test_a_bad_value_in_a_later_batch_is_caught(monkeypatch):
 def test_a_valid_table_passes():
     con = duckdb.connect()
     _deals_table(con, rows=100, bad_row=-1)
-    outcome = validation.validate_table(con, "deals", Deals)
+    (outcome,) = validation.validate_table(con, "deals", [Deals])
     assert outcome.passed and outcome.rows_checked == 100
 
 
@@ -44,6 +44,25 @@ def test_a_wrong_type_fails_every_row():
     con = duckdb.connect()
     con.execute("CREATE TABLE fx AS SELECT 'f' AS source, DATE '2025-01-01' AS date, "
                 "'EUR' AS currency, '1.1' AS rate_to_base FROM range(3)")
-    outcome = validation.validate_table(con, "fx", FxRates)
+    (outcome,) = validation.validate_table(con, "fx", [FxRates])
     assert outcome.failing_rows == 3
     assert any("dtype" in check for check in outcome.failures_by_check)
+
+
+def test_each_schema_of_a_table_gets_its_own_outcome_from_one_pass(monkeypatch):
+    monkeypatch.setattr(validation, "BATCH_ROWS", 1_000)
+    con = duckdb.connect()
+    _deals_table(con, rows=3_000, bad_row=2_500)
+    con.execute("UPDATE deals SET amount = NULL, amount_base = NULL WHERE deal_id IN ('D7', 'D1500')")
+    together = validation.validate_table(con, "deals", [Deals, DealAmounts])
+    apart = [validation.validate_table(con, "deals", [schema])[0] for schema in (Deals, DealAmounts)]
+    assert together == apart
+    assert [o.failing_rows for o in together] == [1, 2]  # the won-but-open deal; the two without amounts
+
+
+def test_a_column_the_table_lacks_fails_every_row():
+    con = duckdb.connect()
+    con.execute("CREATE TABLE fx AS SELECT 'f' AS source, DATE '2025-01-01' AS date, 'EUR' AS currency FROM range(4)")
+    (outcome,) = validation.validate_table(con, "fx", [FxRates])
+    assert outcome.failing_rows == 4
+    assert any("column_in_dataframe" in check for check in outcome.failures_by_check)
