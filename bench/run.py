@@ -224,7 +224,8 @@ class Harness:
                     server.stdin.flush()
                     server.stdout.readline()
                     db, detail = scratch / f"{client}.duckdb", scratch / f"{client}_{round_ + 1}.json"
-                    db.unlink(missing_ok=True)
+                    for stale in scratch.glob(f"{client}*.duckdb*"):  # crm-roi's raw companion file too
+                        stale.unlink()
                     shutil.rmtree(scratch / "dlt", ignore_errors=True)
                     command = [python[client], "-m", "bench.api_sync", client.replace("_", "-"), "--base-url",
                                ready["base_url"], "--db", str(db), "--work", str(scratch / "dlt"), "--detail",

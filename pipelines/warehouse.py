@@ -129,7 +129,7 @@ def open_with_raw(
             raise
         raise _locked_error(path, exc) from None
     try:
-        if not (read_only and not raw_file.exists()):
+        if raw_file.exists() or not read_only:
             mode = " (READ_ONLY)" if read_only else ""
             con.execute(f"ATTACH $file AS {RAW_CATALOG}{mode}", {"file": str(raw_file)})
     except duckdb.IOException as exc:
