@@ -15,8 +15,9 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pipelines.warehouse import RAW_STREAMS
+
 CRM_ROI = str(Path(sys.executable).parent / "crm-roi")
-RAW_STREAMS = ("crm_usage", "csat", "customers", "deal_stage_history", "deals", "finance_gl", "fx_rates")
 
 
 def demo(db: Path) -> None:
