@@ -5,10 +5,10 @@ makes a run last long enough to aim at: each kill waits for the target step's
 STEP_START in the run's Dagster event log (DAGSTER_HOME is a scratch instance),
 then lands a third of the way through that step, as measured in the
 uninterrupted reference run (half-way missed a short load step once, when the
-killed run's step went faster than the reference's). Tables are compared by fingerprint: per table the row count, an
-order-independent sum of row hashes (load-time columns left out) and, for
-floating-point columns, the column sums to float precision (KPI sums may add up
-in any order).
+killed run's step went faster than the reference's). Tables are compared by
+fingerprint: per table the row count, an order-independent sum of row hashes
+(load-time columns left out) and, for floating-point columns, the column sums
+to float precision (KPI sums may add up in any order).
 
 docs/reliability.md lists what each test proves.
 """
