@@ -10,16 +10,6 @@ WITH parsed AS NOT MATERIALIZED (
         r.rowid AS _raw_rowid, r._row_number, r._batch_id
     FROM raw.csat AS r
     WHERE in_scope(r._source, r.response_id, r._batch_id)
-),
--- Keys landed more than once: only their rows are ranked, the last occurrence winning.
-repeated AS (
-    SELECT source, response_id FROM parsed WHERE response_id IS NOT NULL GROUP BY ALL HAVING count(*) > 1
-),
-latest AS (
-    SELECT * FROM parsed ANTI JOIN repeated USING (source, response_id)
-    UNION ALL BY NAME
-    SELECT * FROM parsed SEMI JOIN repeated USING (source, response_id)
-    QUALIFY row_number() OVER (PARTITION BY source, response_id ORDER BY _batch_id DESC, _row_number DESC) = 1
 )
 SELECT
     source, response_id, customer_id, responded_at, score, _batch_id AS batch_id,
@@ -32,4 +22,4 @@ SELECT
              WHEN score IS NULL THEN 'unparseable score' END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
     _raw_rowid
-FROM latest
+FROM last_occurrence('parsed', response_id)

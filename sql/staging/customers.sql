@@ -15,16 +15,6 @@ WITH parsed AS NOT MATERIALIZED (
         r.rowid AS _raw_rowid, r._row_number, r._batch_id
     FROM raw.customers AS r
     WHERE in_scope(r._source, r.customer_id, r._batch_id)
-),
--- Keys landed more than once: only their rows are ranked, the last occurrence winning.
-repeated AS (
-    SELECT source, customer_id FROM parsed WHERE customer_id IS NOT NULL GROUP BY ALL HAVING count(*) > 1
-),
-latest AS (
-    SELECT * FROM parsed ANTI JOIN repeated USING (source, customer_id)
-    UNION ALL BY NAME
-    SELECT * FROM parsed SEMI JOIN repeated USING (source, customer_id)
-    QUALIFY row_number() OVER (PARTITION BY source, customer_id ORDER BY _batch_id DESC, _row_number DESC) = 1
 )
 SELECT
     source, customer_id, name, started_at, churned_at, mrr, is_deleted, _batch_id AS batch_id,
@@ -41,4 +31,4 @@ SELECT
         CASE WHEN unparsed(raw_is_deleted, parse_bool(raw_is_deleted)) THEN 'unparseable is_deleted' END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
     _raw_rowid
-FROM latest
+FROM last_occurrence('parsed', customer_id)

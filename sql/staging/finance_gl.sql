@@ -15,22 +15,12 @@ WITH parsed AS NOT MATERIALIZED (
     FROM raw.finance_gl AS r
     WHERE in_scope(r._source, r.entry_id, r._batch_id)
 ),
--- Keys landed more than once: only their rows are ranked, the last occurrence winning.
-repeated AS (
-    SELECT source, entry_id FROM parsed WHERE entry_id IS NOT NULL GROUP BY ALL HAVING count(*) > 1
-),
-latest AS (
-    SELECT * FROM parsed ANTI JOIN repeated USING (source, entry_id)
-    UNION ALL BY NAME
-    SELECT * FROM parsed SEMI JOIN repeated USING (source, entry_id)
-    QUALIFY row_number() OVER (PARTITION BY source, entry_id ORDER BY _batch_id DESC, _row_number DESC) = 1
-),
 priced AS (
     SELECT
         p.*,
         getvariable('accounts')[p.account] AS category,
         CASE WHEN p.currency = getvariable('base_currency') THEN 1.0 ELSE fx.rate_to_base END AS fx_rate
-    FROM latest AS p
+    FROM last_occurrence('parsed', entry_id) AS p
     LEFT JOIN fx_days('staging.fx_rates') AS fx ON fx.currency = p.currency AND fx.day = fx_day(p.posted_on)
 )
 SELECT
