@@ -8,6 +8,8 @@ test is fast and its hand-worked numbers are the only thing it asserts.
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +24,9 @@ from pipelines.sources import API_STREAMS, open_connector
 from pipelines.transform import MART_TABLES, STAGING_TABLES, build_mart, build_staging
 from pipelines.warehouse import RAW_STREAMS, connect, open_with_raw
 
+# The console script of this environment: tests run the command as a user does.
+CRM_ROI = str(Path(sys.executable).parent / "crm-roi")
+
 DEAL_COLUMNS = [
     "deal_id", "deal_name", "account_id", "owner_id", "pipeline", "stage", "is_closed",
     "is_won", "amount", "currency", "created_at", "closed_at", "updated_at",
@@ -34,6 +39,11 @@ ACCOUNTS = {
     "6130": "crm_support", "6140": "crm_hardware", "6200": "sales_marketing",
     "6300": "operating_cost",
 }
+
+
+def crm_roi(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`crm-roi <args>` in a real process, its output captured."""
+    return subprocess.run([CRM_ROI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict | list]) -> Path:

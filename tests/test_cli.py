@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
@@ -12,14 +11,9 @@ import pytest
 import yaml
 
 from pipelines.warehouse import open_with_raw
+from tests.conftest import crm_roi
 
 REPO = Path(__file__).resolve().parent.parent
-CRM_ROI = str(Path(sys.executable).parent / "crm-roi")
-
-
-def crm_roi(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([CRM_ROI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
-
 
 @pytest.fixture(scope="module")
 def demo_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:

@@ -33,10 +33,10 @@ import yaml
 from connectors.fakes.hubspot import FakeHubSpot, list_after
 from connectors.fakes.server import Fault
 from pipelines.warehouse import open_with_raw
+from tests.conftest import CRM_ROI
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "sample"
-CRM_ROI = str(Path(sys.executable).parent / "crm-roi")
 CONFIG = "exports/crm_roi.yaml"
 TOKEN_ENV = "CRASH_TEST_HUBSPOT_TOKEN"
 TOKEN = "pat-na1-crash-safety-test-token-0b7e"

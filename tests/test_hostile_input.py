@@ -26,11 +26,10 @@ import yaml
 from connectors.files.reader import ExportFileError
 from pipelines.config import load_settings
 from pipelines.warehouse import open_with_raw
-from tests.conftest import ACCOUNTS, DEAL_COLUMNS, deal, gl, rows, run_pipeline
+from tests.conftest import ACCOUNTS, CRM_ROI, DEAL_COLUMNS, deal, gl, rows, run_pipeline
 from tests.test_row_rules import period, quarantined, staged, staged_ids
 
 REPO = Path(__file__).resolve().parent.parent
-CRM_ROI = str(Path(sys.executable).parent / "crm-roi")
 HEADER = ",".join(DEAL_COLUMNS)
 GOOD = "G1,Good deal,A1,U1,default,closedwon,true,true,1000,USD,2025-01-05,2025-01-20,"
 GOOD2 = "G2,Other deal,A1,U1,default,open,false,false,500,USD,2025-01-06,,"

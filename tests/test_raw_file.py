@@ -8,21 +8,17 @@ out as a fresh build gives it.
 from __future__ import annotations
 
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import duckdb
 import pytest
 
 from pipelines.warehouse import RAW_STREAMS
-
-CRM_ROI = str(Path(sys.executable).parent / "crm-roi")
+from tests.conftest import crm_roi
 
 
 def demo(db: Path) -> None:
-    done = subprocess.run([CRM_ROI, "demo", "--db", str(db)], cwd=db.parent, capture_output=True, text=True,
-                          timeout=300, check=False)
+    done = crm_roi("demo", "--db", str(db), cwd=db.parent)
     assert done.returncode == 0, done.stderr[-3000:]
 
 
