@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 import dagster as dg
 import duckdb
+from filelock import FileLock
 from tabulate import tabulate
 
 from connectors.files.reader import ExportFileError
@@ -35,7 +36,11 @@ def _instance() -> dg.DagsterInstance:
         return dg.DagsterInstance.ephemeral()
     if not Path(home).is_dir():
         raise click.ClickException(f"DAGSTER_HOME {home} is not a folder: create it (with dagster.yaml) or unset it")
-    return dg.DagsterInstance.get()
+    # Opening a new home creates Dagster's SQLite storage, and Dagster does not guard that
+    # against a second process: two runs started together would both stamp the schema
+    # version and one would fail. One opening at a time, the second finds the storage made.
+    with FileLock(Path(home) / ".crm_roi_instance.lock"):
+        return dg.DagsterInstance.get()
 
 
 RUN_PID_TAG, RUN_HOST_TAG = "crm_roi/pid", "crm_roi/host"
