@@ -4,6 +4,11 @@ The cursor per (source, stream) lives in raw.sync_state and moves only in the
 transaction that commits the rows it covers: a crash loses at most the page in
 flight, and the re-run fetches it again. Rows are upserted by key, so a page
 read twice (a lookback window, a resumed run) never duplicates anything.
+
+An incremental sync cannot see a record the vendor purged (HubSpot empties its
+recycle bin after 90 days, Salesforce after 15, Pipedrive lists deleted deals
+for 30 and deleted organizations not at all). A full sync can: what it did not
+return is gone, and is marked deleted (see `_mark_gone`).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ class SyncResult:
     new: dict[str, int] = field(default_factory=dict)
     updated: dict[str, int] = field(default_factory=dict)
     deleted: int = 0
+    gone: dict[str, int] = field(default_factory=dict)  # keys a full sync no longer found, marked deleted
     duration_s: float = 0.0
     error: str | None = None  # why the sync stopped early; what was committed before stays
 
@@ -84,18 +90,69 @@ def _upsert(con: duckdb.DuckDBPyConnection, source: str, table: str, batch_id: i
         result.deleted += sum(1 for r in part.rows if r.get("is_deleted") == "true") + len(part.deleted_keys)
 
 
+def _next_batch(con: duckdb.DuckDBPyConnection) -> int:
+    return con.execute("SELECT nextval('raw.batch_seq')").fetchone()[0]
+
+
+# The tables that can say a record is deleted (they have is_deleted), with their key.
+DELETABLE_TABLES = {"deals": "deal_id", "customers": "customer_id"}
+
+
+def _mark_gone(con: duckdb.DuckDBPyConnection, source: str, table: str, since_batch: int) -> int:
+    """After a complete full sync: mark deleted every key of `source` it did not return.
+
+    The upsert replaced the raw row of every key the sync returned, so a key whose
+    last row predates the sync (`since_batch`) is one the vendor no longer has. Its
+    row is upserted too, as it was with is_deleted 'true', in a batch of its own and
+    named in `_file`. If the record comes back, the next sync's upsert replaces it.
+    """
+    key = DELETABLE_TABLES[table]
+    columns = list(CANONICAL_COLUMNS[table])
+    values = ", ".join("'true' AS is_deleted" if c == "is_deleted" else c for c in columns)
+    # Identifiers come from CANONICAL_COLUMNS and DELETABLE_TABLES; every value is bound.
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE _gone AS SELECT {values} FROM ("  # noqa: S608
+        f"  SELECT * FROM raw.{table} WHERE _source = $source AND nullif(trim({key}), '') IS NOT NULL"
+        f"  QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _batch_id DESC, _row_number DESC) = 1"
+        ") WHERE _batch_id < $since AND NOT coalesce(parse_bool(is_deleted), false)",
+        {"source": source, "since": since_batch},
+    )
+    con.execute(
+        f"DELETE FROM raw.{table} WHERE _source = $source AND {key} IN (SELECT {key} FROM _gone)",  # noqa: S608
+        {"source": source},
+    )
+    con.execute(
+        f"INSERT INTO raw.{table} ({', '.join(columns)}, _source, _file, _row_number, _batch_id, _loaded_at) "  # noqa: S608
+        f"SELECT *, $source, 'api:{table} (gone from a full sync)', row_number() OVER (), $batch, "
+        "now()::TIMESTAMP FROM _gone",
+        {"source": source, "batch": _next_batch(con)},
+    )
+    gone = con.execute("SELECT count(*) FROM _gone").fetchone()[0]
+    con.execute("DROP TABLE _gone")
+    return gone
+
+
 def sync_stream(con: duckdb.DuckDBPyConnection, source_name: str, connector: ApiSource,
                 stream: str, full: bool = False) -> SyncResult:
-    """Pull one stream page by page; each page and its cursor commit together."""
+    """Pull one stream page by page; each page and its cursor commit together.
+
+    A sync that reads the stream from its start to its end (`full`, or no cursor yet)
+    then marks deleted what the vendor no longer returns.
+    """
     started = time.monotonic()
     result = SyncResult(cursor_before=read_cursor(con, source_name, stream))
     result.cursor_after = result.cursor_before
+    cursor = None if full else result.cursor_before
+    first_batch, returned = None, set()
     try:
-        for page in connector.read(stream, None if full else result.cursor_before):
+        for page in connector.read(stream, cursor):
             with transaction(con):
-                batch_id = con.execute("SELECT nextval('raw.batch_seq')").fetchone()[0]
+                batch_id = _next_batch(con)
+                first_batch = batch_id if first_batch is None else first_batch
                 for table, part in page.tables.items():
                     _upsert(con, source_name, table, batch_id, part, result)
+                    if part.rows:
+                        returned.add(table)
                 if page.cursor is not None:
                     _write_cursor(con, source_name, stream, page.cursor)
                     result.cursor_after = page.cursor
@@ -104,5 +161,11 @@ def sync_stream(con: duckdb.DuckDBPyConnection, source_name: str, connector: Api
         # A quota, an outage or bad credentials stop this stream; pages committed so far
         # and their cursor stay, and the next run resumes from there.
         result.error = f"{type(exc).__name__}: {exc}"
+    # A table the sync returned no row of is left alone: an empty answer is more likely
+    # a lost permission than a CRM emptied overnight.
+    if cursor is None and result.error is None and returned:
+        with transaction(con):
+            for table in sorted(returned & DELETABLE_TABLES.keys()):
+                result.gone[table] = _mark_gone(con, source_name, table, first_batch)
     result.duration_s = round(time.monotonic() - started, 3)
     return result

@@ -108,10 +108,12 @@ def project(tmp_path: Path):
         con.close()
 
 
-def run_pipeline(settings: Settings, client_options: dict | None = None) -> duckdb.DuckDBPyConnection:
+def run_pipeline(settings: Settings, client_options: dict | None = None,
+                 full_reload: bool = False) -> duckdb.DuckDBPyConnection:
     """Load files, sync API sources, stage and build every table; return a read-only connection.
 
-    `client_options` tune the API connectors' HTTP client (e.g. short backoffs against a fake).
+    `client_options` tune the API connectors' HTTP client (e.g. short backoffs against a fake);
+    `full_reload` syncs every API stream from its start, as `crm-roi run --full-reload` does.
     """
     with connect(settings.duckdb_path, settings) as con:
         for stream in RAW_STREAMS:
@@ -121,7 +123,7 @@ def run_pipeline(settings: Settings, client_options: dict | None = None) -> duck
             connector = open_connector(config, client_options or FAST_CLIENT)
             try:
                 for stream in API_STREAMS[config.kind]:
-                    result = sync_stream(con, name, connector, stream)
+                    result = sync_stream(con, name, connector, stream, full=full_reload)
                     if result.error:
                         raise RuntimeError(f"{name}/{stream}: {result.error}")
             finally:

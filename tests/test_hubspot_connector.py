@@ -116,9 +116,10 @@ class Workspace:
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         return path
 
-    def run(self, name: str, *sources: dict, client_options: dict | None = None) -> dict[str, list]:
+    def run(self, name: str, *sources: dict, client_options: dict | None = None,
+            full_reload: bool = False) -> dict[str, list]:
         """Run the whole pipeline; return the staging rows, quarantine and marts it produced."""
-        con = run_pipeline(load_settings(self.config(name, *sources)), client_options or FAST_CLIENT)
+        con = run_pipeline(load_settings(self.config(name, *sources)), client_options or FAST_CLIENT, full_reload)
         try:
             return snapshot(con)
         finally:
@@ -280,6 +281,48 @@ def test_incremental_syncs_end_where_one_full_sync_of_the_final_state_does(fake:
     # Merged-away deals and companies (Beta GmbH) are gone, as from a full sync; none is quarantined.
     assert str(ids[21]) not in deleted and str(ids[22]) not in deleted
     assert quarantined == []
+
+
+def test_a_full_reload_marks_deleted_what_hubspot_purged_so_it_counts_nowhere(fake: FakeHubSpot,
+                                                                           workspace: Workspace):
+    source = hubspot(fake, lookback_minutes=0, name="crm")
+    workspace.run("reloaded", source)
+    purged_deal = min(d.id for d in fake.deals.values() if d.stage == "closedwon" and d.amount is not None)
+    purged_company = next(c.id for c in fake.companies.values() if c.name == "Delta SA")
+    with open_with_raw(workspace.db("reloaded"), read_only=True) as con:
+        stored = con.execute("SELECT * EXCLUDE (is_deleted, _file, _row_number, _batch_id, _loaded_at) "
+                             "FROM raw.deals WHERE deal_id = ?", [str(purged_deal)]).fetchall()
+    fake.purge_deal(purged_deal)  # e.g. 90 days in the recycle bin while no sync ran
+    fake.purge_company(purged_company)
+    assert workspace.run("reloaded", source) != workspace.run("fresh", source)  # an incremental sync cannot see it
+
+    reloaded = workspace.run("reloaded", source, full_reload=True)
+    fresh = workspace.run("fresh", source)
+    assert_same_tables({t: reloaded[t] for t in MARTS}, {t: fresh[t] for t in MARTS})
+    with open_with_raw(workspace.db("reloaded"), read_only=True) as con:
+        deals = dict(con.execute("SELECT deal_id, is_deleted FROM staging.deals").fetchall())
+        customers = dict(con.execute("SELECT customer_id, is_deleted FROM staging.customers").fetchall())
+        marked = con.execute("SELECT * EXCLUDE (is_deleted, _file, _row_number, _batch_id, _loaded_at) "
+                             "FROM raw.deals WHERE _file = 'api:deals (gone from a full sync)' "
+                             "AND is_deleted = 'true'").fetchall()
+    with open_with_raw(workspace.db("fresh"), read_only=True) as con:
+        fresh_deals = dict(con.execute("SELECT deal_id, is_deleted FROM staging.deals").fetchall())
+    assert deals == {**fresh_deals, str(purged_deal): True}  # kept, as deleted
+    assert customers[str(purged_company)] is True
+    assert marked == stored  # the row as it was, now deleted: nothing the sync stored is lost
+    assert_no_duplicate_keys(workspace.db("reloaded"))
+
+    def full_sync() -> dict[str, dict[str, int]]:
+        with connect(workspace.db("reloaded")) as con:
+            return {stream: sync_stream(con, "crm", connector(fake), stream, full=True).gone
+                    for stream in ("deals", "companies")}
+
+    assert full_sync() == {"deals": {"deals": 0}, "companies": {"customers": 0}}  # marked once
+    for company in list(fake.companies):
+        fake.purge_company(company)
+    # A CRM that answers with no company at all is more likely a lost permission: nothing is marked.
+    assert full_sync()["companies"] == {}
+    assert workspace.run("reloaded", source)["staging.customers"] == reloaded["staging.customers"]
 
 
 # -- (c) a sync killed mid-way --------------------------------------------------------------------

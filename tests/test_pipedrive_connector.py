@@ -29,6 +29,7 @@ from connectors.http import ApiError
 from connectors.pipedrive import PipedriveSource
 from pipelines.api_sync import SyncResult, read_cursor, sync_stream
 from pipelines.config import Settings, load_settings
+from pipelines.definitions import build_defs
 from pipelines.sources import API_STREAMS, open_connector
 from pipelines.warehouse import connect
 from tests.conftest import ACCOUNTS, FAST_CLIENT, run_pipeline
@@ -272,6 +273,42 @@ def test_incremental_chain_equals_one_full_sync(tmp_path: Path, store: Pipedrive
     assert chained == full_sync_reference(tmp_path, fake, "staging")
     deleted = [r for r in chained["deals"] if r[1] in (str(made["new"]), str(made["deleted"]))]
     assert len(deleted) == 2 and all(r[9] for r in deleted)  # is_deleted
+
+
+def test_a_deleted_organization_is_a_customer_until_a_full_reload_marks_it_deleted(
+        tmp_path: Path, store: PipedriveStore, fake: FakePipedrive) -> None:
+    settings = write_settings(tmp_path, fake.base_url)
+    run_pipeline(settings).close()
+    with connect(settings.duckdb_path, read_only=True) as con:
+        org = int(con.execute("SELECT min(customer_id::INT) FROM staging.customers").fetchone()[0])
+    store.delete_org(org)  # Pipedrive's lists drop it and say nothing: no incremental sync can tell
+
+    def deleted_flag() -> bool:
+        with connect(settings.duckdb_path, read_only=True) as con:
+            return con.execute("SELECT is_deleted FROM staging.customers WHERE customer_id = ?",
+                               [str(org)]).fetchone()[0]
+
+    run_pipeline(settings).close()
+    assert deleted_flag() is False
+    # The full reload as the data team launches it: the nightly job with full_reload on the raw assets.
+    job = build_defs(str(tmp_path / "crm_roi.yaml")).resolve_job_def("nightly")
+    result = job.execute_in_process(run_config={"ops": {
+        node.name: {"config": {"full_reload": True}} for node in job.nodes if node.name.startswith("raw__")}})
+    gone = {event.asset_key.to_user_string(): event.materialization.metadata["records_gone"].value
+            for event in result.get_asset_materialization_events()
+            if event.asset_key.path[-1].startswith("pipedrive_")}
+    assert gone == {"raw/pipedrive_deals": 0, "raw/pipedrive_organizations": 1}
+    assert deleted_flag() is True
+    reloaded = snapshot(settings, "staging")
+    reference = full_sync_reference(tmp_path, fake, "staging")
+    assert [r for r in reloaded["customers"] if r[1] != str(org)] == reference["customers"]
+    assert reloaded["deals"] == reference["deals"]
+    with connect(settings.duckdb_path, read_only=True) as con, \
+            connect(tmp_path / "reference" / "crm_roi.duckdb", read_only=True) as ref:
+        periodic, expected = (c.execute("SELECT * FROM kpi.periodic ORDER BY ALL").fetchall() for c in (con, ref))
+    # It counts nowhere: the KPIs are those of a CRM that never had it (cells to float precision).
+    assert periodic == [tuple(pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for v in row)
+                        for row in expected]
 
 
 # -- (c) killed mid-sync, re-run -------------------------------------------------------

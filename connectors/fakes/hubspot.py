@@ -235,6 +235,11 @@ class FakeHubSpot(FakeServer):
             deal = self.deals[deal_id]
             deal.archived_at, deal.modified = None, self.now()
 
+    def purge_deal(self, deal_id: int) -> None:
+        """Delete for good, as HubSpot does with a deal 90 days in the recycle bin: no list returns it again."""
+        with self._lock:
+            del self.deals[deal_id]
+
     def merge_deals(self, primary_id: int, merged_id: int) -> None:
         """Merge `merged_id` into `primary_id`: it vanishes; the survivor lists it in hs_merged_object_ids."""
         self._merge(self.deals, primary_id, merged_id)
@@ -261,6 +266,10 @@ class FakeHubSpot(FakeServer):
     def archive_company(self, company_id: int) -> None:
         with self._lock:
             self.companies[company_id].archived_at = self.now()
+
+    def purge_company(self, company_id: int) -> None:
+        with self._lock:
+            del self.companies[company_id]
 
     def merge_companies(self, primary_id: int, merged_id: int) -> None:
         self._merge(self.companies, primary_id, merged_id)

@@ -149,6 +149,11 @@ class PipedriveStore:
             self._set_custom(org, ORG_CUSTOM_FIELDS, custom)
             org["update_time"] = self.clock()
 
+    def delete_org(self, org_id: int) -> None:
+        """Delete like Pipedrive: the organization drops out of every list, and no list says so."""
+        with self.lock:
+            self.orgs[org_id]["is_deleted"] = True
+
     # -- deals ---------------------------------------------------------------
     def add_deal(self, title: str, *, org_id: int | None, pipeline_id: int, value: float | None = 1000.0,
                  currency: str | None = "USD", owner_id: int = 1, stage_id: int | None = None,

@@ -114,7 +114,8 @@ class PipedriveSource:
         since = checkpoint.window_start(self._lookback)
         if since and checkpoint.start - since > dt.timedelta(days=settings.DELETED_RETENTION_DAYS):
             log.warning("pipedrive deals: last sync %s is over %d days ago; deals deleted before the last %d "
-                        "days are no longer listed and stay in raw.deals as they were", cursor,
+                        "days are no longer listed and stay in raw.deals as they were until a full reload "
+                        "(--full-reload) marks them deleted", cursor,
                         settings.DELETED_RETENTION_DAYS, settings.DELETED_RETENTION_DAYS)
         window = {"updated_since": format_time(since)} if since else {}
         yield from self._deal_pages(settings.DEALS, _ASCENDING | {"status": settings.DELETED_STATUS}, since)

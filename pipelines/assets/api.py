@@ -47,7 +47,7 @@ def _api_asset(source: str, kind: str, stream: str) -> dg.AssetsDefinition:
         stats = connector.stats
         log_event(context, "api_synced", source=source, stream=stream, requests=stats.requests,
                   retries=stats.retries, pages=result.pages, rows_new=sum(result.new.values()),
-                  rows_updated=sum(result.updated.values()), deleted=result.deleted,
+                  rows_updated=sum(result.updated.values()), deleted=result.deleted, gone=sum(result.gone.values()),
                   duration_s=result.duration_s, error=result.error)
         return dg.MaterializeResult(
             metadata={
@@ -58,6 +58,8 @@ def _api_asset(source: str, kind: str, stream: str) -> dg.AssetsDefinition:
                 "records_new": sum(result.new.values()),
                 "records_updated": sum(result.updated.values()),
                 "records_deleted": result.deleted,
+                # Keys a full sync no longer found (purged or hard-deleted by the vendor), now marked deleted.
+                "records_gone": sum(result.gone.values()),
                 "cursor_before": result.cursor_before or "(full sync)",
                 "cursor_after": result.cursor_after or "",
                 "duration_s": result.duration_s,
