@@ -53,6 +53,16 @@ def _write_cursor(con: duckdb.DuckDBPyConnection, source: str, stream: str, curs
     )
 
 
+# Tables of one row per record, by key: a page holds a record once, and a record can be marked deleted.
+RECORD_TABLES = {"deals": "deal_id", "customers": "customer_id"}
+
+
+def _last_per_key(rows: list[dict[str, str | None]], key: str) -> list[dict[str, str | None]]:
+    """A record a page holds twice (a vendor page sent twice within one commit) keeps its later copy."""
+    keyed = {row.get(key) or f"\0{n}": row for n, row in enumerate(rows)}  # keyless rows stay, for staging to reject
+    return list(keyed.values())
+
+
 def _upsert(con: duckdb.DuckDBPyConnection, source: str, table: str, batch_id: int,
             part: TableRows, result: SyncResult) -> None:
     columns = list(CANONICAL_COLUMNS[table])
@@ -70,8 +80,9 @@ def _upsert(con: duckdb.DuckDBPyConnection, source: str, table: str, batch_id: i
         f"AND {part.key_column} IN (SELECT unnest($keys))",
         {"source": source, "keys": keys},
     )
+    rows = _last_per_key(part.rows, part.key_column) if table in RECORD_TABLES else part.rows
     data = pa.Table.from_pylist(
-        [{c: row.get(c) for c in columns} for row in part.rows],
+        [{c: row.get(c) for c in columns} for row in rows],
         schema=pa.schema([(c, pa.string()) for c in columns]),
     )
     con.register("_page", data)
@@ -94,10 +105,6 @@ def _next_batch(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT nextval('raw.batch_seq')").fetchone()[0]
 
 
-# The tables that can say a record is deleted (they have is_deleted), with their key.
-DELETABLE_TABLES = {"deals": "deal_id", "customers": "customer_id"}
-
-
 def _mark_gone(con: duckdb.DuckDBPyConnection, source: str, table: str, since_batch: int) -> int:
     """After a complete full sync: mark deleted every key of `source` it did not return.
 
@@ -106,10 +113,10 @@ def _mark_gone(con: duckdb.DuckDBPyConnection, source: str, table: str, since_ba
     row is upserted too, as it was with is_deleted 'true', in a batch of its own and
     named in `_file`. If the record comes back, the next sync's upsert replaces it.
     """
-    key = DELETABLE_TABLES[table]
+    key = RECORD_TABLES[table]
     columns = list(CANONICAL_COLUMNS[table])
     values = ", ".join("'true' AS is_deleted" if c == "is_deleted" else c for c in columns)
-    # Identifiers come from CANONICAL_COLUMNS and DELETABLE_TABLES; every value is bound.
+    # Identifiers come from CANONICAL_COLUMNS and RECORD_TABLES; every value is bound.
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _gone AS SELECT {values} FROM ("  # noqa: S608
         f"  SELECT * FROM raw.{table} WHERE _source = $source AND nullif(trim({key}), '') IS NOT NULL"
@@ -165,7 +172,7 @@ def sync_stream(con: duckdb.DuckDBPyConnection, source_name: str, connector: Api
     # a lost permission than a CRM emptied overnight.
     if cursor is None and result.error is None and returned:
         with transaction(con):
-            for table in sorted(returned & DELETABLE_TABLES.keys()):
+            for table in sorted(returned & RECORD_TABLES.keys()):
                 result.gone[table] = _mark_gone(con, source_name, table, first_batch)
     result.duration_s = round(time.monotonic() - started, 3)
     return result

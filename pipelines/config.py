@@ -233,6 +233,9 @@ class Settings(_Strict):
     discount_rate: float = Field(0.10, ge=0, le=1)
     arpa_monthly: float | None = Field(None, ge=0)
     schedule_cron: str = "0 2 * * *"
+    # Cron of the full_sync_schedule: the nightly job with every API stream read from its start,
+    # the one way to notice records the CRM purged (see pipelines/api_sync.py). None: no such schedule.
+    full_sync_cron: str | None = None
     # DuckDB's buffer for a run (it spills to disk beyond it); Python and Arrow batches come on top.
     memory_limit: str = Field("512MB", pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$")
     duckdb_path: Path = Path(DEFAULT_DUCKDB_FILE)
@@ -241,12 +244,19 @@ class Settings(_Strict):
     sources: list[SourceConfig] = Field(min_length=1)
     finance: FinanceConfig
 
-    @field_validator("schedule_cron")
+    @field_validator("schedule_cron", "full_sync_cron")
     @classmethod
-    def _cron_has_five_fields(cls, cron: str) -> str:
-        if len(cron.split()) != 5:
+    def _cron_has_five_fields(cls, cron: str | None) -> str | None:
+        if cron is not None and len(cron.split()) != 5:
             raise ValueError(f"'{cron}' is not a five-field cron expression")
         return cron
+
+    @model_validator(mode="after")
+    def _full_sync_needs_an_api_source(self) -> Settings:
+        if self.full_sync_cron is not None and not self.api_sources():
+            raise ValueError("full_sync_cron is set but no source is a live CRM (hubspot, salesforce, "
+                             "pipedrive): export files are reloaded with `crm-roi run --full-reload`")
+        return self
 
     @model_validator(mode="after")
     def _unique_source_names(self) -> Settings:

@@ -1,4 +1,4 @@
-"""The Dagster code location: assets by layer, the nightly job and its schedule.
+"""The Dagster code location: assets by layer, the nightly job and its schedules.
 
 `dagster dev`, `dg dev`, `dagster job execute` and `dg launch` all load `defs`.
 """
@@ -49,17 +49,27 @@ def build_defs(config_file: str | None = None) -> dg.Definitions:
         description="Load new export files, rebuild staging, KPI and ROI tables.",
         executor_def=dg.in_process_executor,
     )
-    schedule = dg.ScheduleDefinition(
+    schedules = [dg.ScheduleDefinition(
         name="nightly_schedule",
         job=nightly,
         cron_schedule=settings.schedule_cron if settings else DEFAULT_CRON,
         execution_timezone="UTC",
-    )
+    )]
+    api = api_assets(settings)
+    if settings and settings.full_sync_cron:
+        schedules.append(dg.ScheduleDefinition(
+            name="full_sync_schedule",
+            job=nightly,
+            cron_schedule=settings.full_sync_cron,
+            execution_timezone="UTC",
+            run_config={"ops": {asset.op.name: {"config": {"full_reload": True}} for asset in api}},
+            description="The nightly job with every API stream read in full: marks deleted what the CRM purged.",
+        ))
     return dg.Definitions(
-        assets=[*raw_assets, *api_assets(settings), *staging_assets(api_deps_by_table(settings)),
+        assets=[*raw_assets, *api, *staging_assets(api_deps_by_table(settings)),
                 *dg.map_asset_specs(_fresh_nightly, mart_assets)],
         jobs=[nightly],
-        schedules=[schedule],
+        schedules=schedules,
         sensors=[nightly_failure_alert],
         resources={"crm_roi": CrmRoi(config_file=config_file)},
     )

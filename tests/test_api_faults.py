@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as StillRunning
 from dataclasses import dataclass
@@ -31,6 +31,7 @@ from connectors.fakes.salesforce import FakeSalesforce
 from connectors.fakes.server import FakeServer, Fault, VirtualClock
 from connectors.http import ApiError, PagingGuard, Redactor, RequestStats
 from connectors.hubspot import settings as hubspot_settings
+from connectors.records import Page, TableRows
 from pipelines.api_sync import SyncResult, read_cursor, sync_stream
 from pipelines.config import Settings, load_settings
 from pipelines.sources import API_STREAMS, open_connector
@@ -263,6 +264,30 @@ def test_a_page_sent_twice_is_survived(crm: Crm, fake: FakeServer, workspace: Wo
     assert errors(results) == dict.fromkeys(results)
     assert not fake.faults and fake.requests_to("again-") == 1  # the fresh token was followed, once
     assert workspace.staged("repeated") == reference
+
+
+class OnePage:
+    """A connector whose one page holds deal 7 twice and a keyless deal, as a repeated vendor page can."""
+
+    streams = ("deals",)
+    stats = RequestStats()
+
+    def read(self, stream: str, cursor: str | None) -> Iterator[Page]:
+        deal = {"deal_id": "7", "is_closed": "false", "is_won": "false", "created_at": "2026-01-05T00:00:00Z"}
+        rows = [{**deal, "stage": "first copy"}, {**deal, "deal_id": None, "stage": "no key"},
+                {**deal, "stage": "later copy"}]
+        yield Page({"deals": TableRows("deal_id", rows)}, cursor="2026-01-06T00:00:00Z")
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_record_twice_in_one_page_is_stored_once_as_its_later_copy(tmp_path: Path):
+    with connect(tmp_path / "crm_roi.duckdb") as con:
+        result = sync_stream(con, SOURCE, OnePage(), "deals")
+        stored = con.execute("SELECT deal_id, stage FROM raw.deals ORDER BY _row_number").fetchall()
+    assert stored == [("7", "later copy"), (None, "no key")]  # the keyless row is left for staging to reject
+    assert result.new == {"deals": 1}
 
 
 # -- 2. paging that goes round in a circle --------------------------------------------------------

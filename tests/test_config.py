@@ -107,6 +107,16 @@ def test_config_error_is_one_line_naming_the_key(project_dir, config, key, words
         assert word in message, message
 
 
+def test_a_full_sync_schedule_without_a_live_crm_is_an_error_naming_the_key(project_dir, monkeypatch):
+    path = write_config(project_dir, {**base_config(), "full_sync_cron": "0 4 * * 0"})
+    assert config_error(path) == (f"{path}: full_sync_cron is set but no source is a live CRM (hubspot, "
+                                  "salesforce, pipedrive): export files are reloaded with `crm-roi run --full-reload`")
+    monkeypatch.setenv("HUBSPOT_TOKEN", "pat-test")
+    with_crm = {**base_config(), "full_sync_cron": "0 4 * * 0",
+                "sources": [{"kind": "hubspot", "token": "env:HUBSPOT_TOKEN"}]}
+    assert load_settings(write_config(project_dir, with_crm)).full_sync_cron == "0 4 * * 0"
+
+
 def test_missing_config_file_says_how_to_point_at_one(tmp_path):
     message = config_error(tmp_path / "nowhere.yaml")
     assert "nowhere.yaml" in message

@@ -73,6 +73,8 @@ def test_schedule_uses_the_configured_cron(demo_config: Path):
     with dg.build_schedule_context() as context:
         requests = schedule.evaluate_tick(context).run_requests
     assert len(requests) == 1
+    # The full_sync_schedule exists only where it is configured (with a live CRM: tests/test_pipedrive_connector.py).
+    assert [s.name for s in defs.schedules] == ["nightly_schedule"]
 
 
 def test_nightly_job_materializes_every_table(demo_config: Path):

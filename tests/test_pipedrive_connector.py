@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 import pytest
 import yaml
@@ -275,9 +276,11 @@ def test_incremental_chain_equals_one_full_sync(tmp_path: Path, store: Pipedrive
     assert len(deleted) == 2 and all(r[9] for r in deleted)  # is_deleted
 
 
-def test_a_deleted_organization_is_a_customer_until_a_full_reload_marks_it_deleted(
+def test_a_deleted_organization_is_a_customer_until_the_full_sync_schedule_marks_it_deleted(
         tmp_path: Path, store: PipedriveStore, fake: FakePipedrive) -> None:
     settings = write_settings(tmp_path, fake.base_url)
+    config_file = tmp_path / "crm_roi.yaml"
+    config_file.write_text(yaml.safe_dump({**yaml.safe_load(config_file.read_text()), "full_sync_cron": "0 4 * * 0"}))
     run_pipeline(settings).close()
     with connect(settings.duckdb_path, read_only=True) as con:
         org = int(con.execute("SELECT min(customer_id::INT) FROM staging.customers").fetchone()[0])
@@ -290,10 +293,13 @@ def test_a_deleted_organization_is_a_customer_until_a_full_reload_marks_it_delet
 
     run_pipeline(settings).close()
     assert deleted_flag() is False
-    # The full reload as the data team launches it: the nightly job with full_reload on the raw assets.
-    job = build_defs(str(tmp_path / "crm_roi.yaml")).resolve_job_def("nightly")
-    result = job.execute_in_process(run_config={"ops": {
-        node.name: {"config": {"full_reload": True}} for node in job.nodes if node.name.startswith("raw__")}})
+    # The weekly full sync as Dagster runs it: the nightly job with the schedule's run config.
+    defs = build_defs(str(config_file))
+    schedule = defs.resolve_schedule_def("full_sync_schedule")
+    assert schedule.cron_schedule == "0 4 * * 0"
+    with dg.instance_for_test() as instance:
+        request, = schedule.evaluate_tick(dg.build_schedule_context(instance=instance)).run_requests
+        result = defs.resolve_job_def("nightly").execute_in_process(run_config=request.run_config, instance=instance)
     gone = {event.asset_key.to_user_string(): event.materialization.metadata["records_gone"].value
             for event in result.get_asset_materialization_events()
             if event.asset_key.path[-1].startswith("pipedrive_")}
