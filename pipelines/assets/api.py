@@ -32,7 +32,8 @@ def _api_asset(source: str, kind: str, stream: str) -> dg.AssetsDefinition:
                                        description="The last sync reached the end of the stream.")],
         description=(
             f"`{source}` {stream} from the {kind} API into {tables}: incremental from the cursor "
-            "in raw.sync_state (full on `full_reload`), upserted by key, one transaction per page."
+            "in raw.sync_state (full on `full_reload`), upserted by key, one transaction per page. "
+            "A full sync then marks deleted what the CRM no longer returns."
         ),
     )
     def api_stream(context: dg.AssetExecutionContext, config: RawLoadConfig, crm_roi: CrmRoi) -> dg.MaterializeResult:
