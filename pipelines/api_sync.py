@@ -23,6 +23,7 @@ import pyarrow as pa
 from connectors.files.profiles import CANONICAL_COLUMNS
 from connectors.http import ApiError
 from connectors.records import ApiSource, TableRows
+from pipelines.sources import STREAM_TABLES
 from pipelines.warehouse import transaction
 
 
@@ -46,10 +47,19 @@ def read_cursor(con: duckdb.DuckDBPyConnection, source: str, stream: str) -> str
     return row[0] if row else None
 
 
-def _write_cursor(con: duckdb.DuckDBPyConnection, source: str, stream: str, cursor: str) -> None:
+def _full_sync_from(con: duckdb.DuckDBPyConnection, source: str, stream: str) -> int | None:
+    row = con.execute(
+        "SELECT full_sync_from FROM raw.sync_state WHERE source = ? AND stream = ?", [source, stream]
+    ).fetchone()
+    return row[0] if row else None
+
+
+def _write_cursor(con: duckdb.DuckDBPyConnection, source: str, stream: str, cursor: str,
+                  full_sync_from: int | None) -> None:
     con.execute(
-        "INSERT OR REPLACE INTO raw.sync_state VALUES (?, ?, ?, ?)",
-        [source, stream, cursor, dt.datetime.now(dt.UTC).replace(tzinfo=None)],
+        "INSERT OR REPLACE INTO raw.sync_state (source, stream, cursor, updated_at, full_sync_from) "
+        "VALUES (?, ?, ?, ?, ?)",
+        [source, stream, cursor, dt.datetime.now(dt.UTC).replace(tzinfo=None), full_sync_from],
     )
 
 
@@ -105,15 +115,23 @@ def _next_batch(con: duckdb.DuckDBPyConnection) -> int:
     return con.execute("SELECT nextval('raw.batch_seq')").fetchone()[0]
 
 
-def _mark_gone(con: duckdb.DuckDBPyConnection, source: str, table: str, since_batch: int) -> int:
+def _mark_gone(con: duckdb.DuckDBPyConnection, source: str, table: str, since_batch: int) -> int | None:
     """After a complete full sync: mark deleted every key of `source` it did not return.
 
     The upsert replaced the raw row of every key the sync returned, so a key whose
     last row predates the sync (`since_batch`) is one the vendor no longer has. Its
     row is upserted too, as it was with is_deleted 'true', in a batch of its own and
     named in `_file`. If the record comes back, the next sync's upsert replaces it.
+    None when the sync returned no row of the table: an empty answer is more likely a
+    lost permission than a CRM emptied overnight, so nothing is marked.
     """
     key = RECORD_TABLES[table]
+    # Identifiers come from RECORD_TABLES; every value is bound.
+    if not con.execute(
+        f"SELECT count(*) FROM raw.{table} WHERE _source = $source AND _batch_id >= $since",  # noqa: S608
+        {"source": source, "since": since_batch},
+    ).fetchone()[0]:
+        return None
     columns = list(CANONICAL_COLUMNS[table])
     values = ", ".join("'true' AS is_deleted" if c == "is_deleted" else c for c in columns)
     # Identifiers come from CANONICAL_COLUMNS and RECORD_TABLES; every value is bound.
@@ -143,36 +161,38 @@ def sync_stream(con: duckdb.DuckDBPyConnection, source_name: str, connector: Api
                 stream: str, full: bool = False) -> SyncResult:
     """Pull one stream page by page; each page and its cursor commit together.
 
-    A sync that reads the stream from its start to its end (`full`, or no cursor yet)
-    then marks deleted what the vendor no longer returns.
+    A sync that reads the stream from its start (`full`, or no cursor yet) marks
+    deleted, once it reaches the end, what the vendor no longer returns; so does the
+    sync that resumes a full sync cut short.
     """
     started = time.monotonic()
     result = SyncResult(cursor_before=read_cursor(con, source_name, stream))
     result.cursor_after = result.cursor_before
     cursor = None if full else result.cursor_before
-    first_batch, returned = None, set()
+    full_from = None if cursor is None else _full_sync_from(con, source_name, stream)
+    in_full = cursor is None or full_from is not None
     try:
         for page in connector.read(stream, cursor):
             with transaction(con):
                 batch_id = _next_batch(con)
-                first_batch = batch_id if first_batch is None else first_batch
+                if in_full and full_from is None:
+                    full_from = batch_id
                 for table, part in page.tables.items():
                     _upsert(con, source_name, table, batch_id, part, result)
-                    if part.rows:
-                        returned.add(table)
                 if page.cursor is not None:
-                    _write_cursor(con, source_name, stream, page.cursor)
+                    _write_cursor(con, source_name, stream, page.cursor, full_from)
                     result.cursor_after = page.cursor
             result.pages += 1
     except ApiError as exc:
         # A quota, an outage or bad credentials stop this stream; pages committed so far
         # and their cursor stay, and the next run resumes from there.
         result.error = f"{type(exc).__name__}: {exc}"
-    # A table the sync returned no row of is left alone: an empty answer is more likely
-    # a lost permission than a CRM emptied overnight.
-    if cursor is None and result.error is None and returned:
+    if full_from is not None and result.error is None:
         with transaction(con):
-            for table in sorted(returned & RECORD_TABLES.keys()):
-                result.gone[table] = _mark_gone(con, source_name, table, first_batch)
+            for table in STREAM_TABLES[stream]:
+                if table in RECORD_TABLES and (gone := _mark_gone(con, source_name, table, full_from)) is not None:
+                    result.gone[table] = gone
+            con.execute("UPDATE raw.sync_state SET full_sync_from = NULL WHERE source = ? AND stream = ?",
+                        [source_name, stream])
     result.duration_s = round(time.monotonic() - started, 3)
     return result

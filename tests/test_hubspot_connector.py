@@ -318,6 +318,17 @@ def test_a_full_reload_marks_deleted_what_hubspot_purged_so_it_counts_nowhere(fa
                     for stream in ("deals", "companies")}
 
     assert full_sync() == {"deals": {"deals": 0}, "companies": {"customers": 0}}  # marked once
+
+    # A full sync cut short marks nothing; the sync that resumes it from its cursor, and ends, does.
+    fake.purge_deal(max(d.id for d in fake.deals.values() if d.archived_at is None))
+    fake.inject(Fault(kind="html", route=page_route(fake, 2)))
+    with connect(workspace.db("reloaded")) as con:
+        stopped, resumed, next_night = (sync_stream(con, "crm", connector(fake), "deals", full=full)
+                                        for full in (True, False, False))
+    assert stopped.error is not None and stopped.gone == {}
+    assert resumed.error is None and resumed.gone == {"deals": 1}
+    assert next_night.gone == {}  # an incremental sync after the full one has ended marks nothing
+
     for company in list(fake.companies):
         fake.purge_company(company)
     # A CRM that answers with no company at all is more likely a lost permission: nothing is marked.

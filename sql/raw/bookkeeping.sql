@@ -40,6 +40,9 @@ CREATE TABLE IF NOT EXISTS raw.main.sync_state (
     updated_at TIMESTAMP NOT NULL,
     PRIMARY KEY (source, stream)
 );
+-- The first batch of a full sync not yet ended (null otherwise). A full sync cut short
+-- resumes from its cursor, and still knows at its end which keys it has returned.
+ALTER TABLE raw.main.sync_state ADD COLUMN IF NOT EXISTS full_sync_from BIGINT;
 
 -- What each staging table was last built from: its model's fingerprint (model,
 -- macros, run settings, upstream tables) and the raw table's state. A table whose
