@@ -40,18 +40,16 @@ class SyncResult:
     error: str | None = None  # why the sync stopped early; what was committed before stays
 
 
+def _sync_state(con: duckdb.DuckDBPyConnection, source: str, stream: str) -> tuple[str | None, int | None]:
+    """The stored cursor, and the first batch of a full sync that has not ended yet."""
+    row = con.execute(
+        "SELECT cursor, full_sync_from FROM raw.sync_state WHERE source = ? AND stream = ?", [source, stream]
+    ).fetchone()
+    return row or (None, None)
+
+
 def read_cursor(con: duckdb.DuckDBPyConnection, source: str, stream: str) -> str | None:
-    row = con.execute(
-        "SELECT cursor FROM raw.sync_state WHERE source = ? AND stream = ?", [source, stream]
-    ).fetchone()
-    return row[0] if row else None
-
-
-def _full_sync_from(con: duckdb.DuckDBPyConnection, source: str, stream: str) -> int | None:
-    row = con.execute(
-        "SELECT full_sync_from FROM raw.sync_state WHERE source = ? AND stream = ?", [source, stream]
-    ).fetchone()
-    return row[0] if row else None
+    return _sync_state(con, source, stream)[0]
 
 
 def _write_cursor(con: duckdb.DuckDBPyConnection, source: str, stream: str, cursor: str,
@@ -166,16 +164,16 @@ def sync_stream(con: duckdb.DuckDBPyConnection, source_name: str, connector: Api
     sync that resumes a full sync cut short.
     """
     started = time.monotonic()
-    result = SyncResult(cursor_before=read_cursor(con, source_name, stream))
-    result.cursor_after = result.cursor_before
-    cursor = None if full else result.cursor_before
-    full_from = None if cursor is None else _full_sync_from(con, source_name, stream)
-    in_full = cursor is None or full_from is not None
+    stored_cursor, stored_full_from = _sync_state(con, source_name, stream)
+    result = SyncResult(cursor_before=stored_cursor, cursor_after=stored_cursor)
+    cursor = None if full else stored_cursor
+    # The first batch of the full sync this one is (set by its first page) or resumes; None if neither.
+    full_from = None if cursor is None else stored_full_from
     try:
         for page in connector.read(stream, cursor):
             with transaction(con):
                 batch_id = _next_batch(con)
-                if in_full and full_from is None:
+                if cursor is None and full_from is None:
                     full_from = batch_id
                 for table, part in page.tables.items():
                     _upsert(con, source_name, table, batch_id, part, result)
