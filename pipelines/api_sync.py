@@ -24,6 +24,7 @@ from connectors.files.profiles import CANONICAL_COLUMNS
 from connectors.http import ApiError
 from connectors.records import ApiSource, TableRows
 from pipelines.sources import STREAM_TABLES
+from pipelines.transform import KEYED_TABLES
 from pipelines.warehouse import transaction
 
 
@@ -61,8 +62,9 @@ def _write_cursor(con: duckdb.DuckDBPyConnection, source: str, stream: str, curs
     )
 
 
-# Tables of one row per record, by key: a page holds a record once, and a record can be marked deleted.
-RECORD_TABLES = {"deals": "deal_id", "customers": "customer_id"}
+# Tables of one row per record (keyed) that can say a record is deleted (is_deleted): deals
+# and customers. A page holds such a record once, and a full sync can mark it deleted.
+RECORD_TABLES = {t: key for t, key in KEYED_TABLES.items() if "is_deleted" in CANONICAL_COLUMNS[t]}
 
 
 def _last_per_key(rows: list[dict[str, str | None]], key: str) -> list[dict[str, str | None]]:

@@ -15,6 +15,7 @@ from tests.conftest import crm_roi
 
 REPO = Path(__file__).resolve().parent.parent
 
+
 @pytest.fixture(scope="module")
 def demo_db(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess]:
     folder = tmp_path_factory.mktemp("demo")
