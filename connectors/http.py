@@ -5,7 +5,9 @@ place: connect/read timeouts on every call; retries with exponential backoff
 and jitter on 429, 5xx, connection resets and truncated bodies
 (`ChunkedEncodingError` is not a `ConnectionError`), honouring `Retry-After` in
 seconds or as an HTTP date; a client-side limiter that stays under the
-vendor's budget instead of hammering into 429s; quota exhaustion that stops
+vendor's budget instead of hammering into 429s, and that counts its window
+as full when a 429 says the vendor's count is higher than ours (another
+process or app on the same account); quota exhaustion that stops
 the sync (no point retrying a daily limit); a guard that stops a listing whose
 paging goes round in a circle; and secrets scrubbed from every message that
 can reach a log, an exception or Dagster metadata.
@@ -127,6 +129,18 @@ class RateLimiter:
                 pause = self.period - (now - self._calls[0])
             self._sleep(pause)
             waited += pause
+
+    def fill(self) -> None:
+        """Count the window as full from now: the vendor said so with a 429.
+
+        Our count only knows this process's requests; an earlier run, a second
+        process or another app on the same account spends the same budget. A
+        rolling window is certain to have room again one period later, which
+        a short exponential backoff (or HubSpot's `Retry-After: 1` on a
+        10-second window) is not.
+        """
+        with self._lock:
+            self._calls = deque([self._clock()] * self.max_calls)
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -284,6 +298,10 @@ class ApiClient:
         verdict = self._classify(response)
         if verdict in ("quota", "auth"):
             return response
+        if response.status_code == 429:
+            for gate in (self.limiter, limiter):
+                if isinstance(gate, RateLimiter):
+                    gate.fill()
         if response.status_code in RETRY_STATUSES or verdict == "retry":
             raise _Retryable(response)
         if response.status_code < 400:

@@ -25,7 +25,7 @@ import requests
 import yaml
 
 from connectors.fakes.hubspot import FakeHubSpot, expired_token_fault, list_after, rate_limit_fault
-from connectors.fakes.server import Fault
+from connectors.fakes.server import Fault, VirtualClock
 from connectors.http import ApiError, AuthenticationFailed, QuotaExhausted
 from connectors.hubspot import HubSpotSource, Progress, stage_flags, stage_history
 from connectors.hubspot import settings as hubspot_settings
@@ -392,8 +392,10 @@ SURVIVABLE = {
 
 
 @pytest.mark.parametrize("fault", SURVIVABLE.values(), ids=SURVIVABLE.keys())
-def test_transient_faults_are_survived(fault, fake: FakeHubSpot, tmp_path: Path):
-    """A full sync, then an incremental one (which searches), under the fault; then nothing is missing."""
+def test_transient_faults_are_survived(fault, fake: FakeHubSpot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A full sync, then an incremental one (which searches), under the fault; then nothing is missing.
+    A burst 429 is waited out for a whole window: scaled down to 1 s here, so each takes 1 s, not 10."""
+    monkeypatch.setattr(hubspot_settings, "BURST_WINDOW_SECONDS", 1.0)
     db = tmp_path / "faulty.duckdb"
     fake.inject(fault())
     retries = 0
@@ -505,6 +507,32 @@ def test_requests_stay_within_hubspots_budgets_and_are_the_fewest_the_page_sizes
     burst = [t for t, _, path in portal.log if not path.endswith("/search")]
     assert max_in_window(burst, 1.0) <= 5
     assert max_in_window(search, 1.0) <= 4
+
+
+def test_a_budget_another_app_spent_is_waited_out_for_a_whole_window_not_retried_into(tmp_path: Path):
+    """Another app on the account (or the run killed just before this one) spent the rolling 10-second
+    budget a moment ago, and our limiter never saw those requests. The first 429 makes it count the window
+    as full, so the sync waits one window and goes on, within two attempts a request. HubSpot's
+    `Retry-After: 1` alone would retry into the same full window and give up. On a virtual clock shared by
+    the fake's window and the client, the ten seconds take none."""
+    clock = VirtualClock()
+    portal = FakeHubSpot(TOKEN, burst_limit=10)
+    portal.clock = clock.now
+    build_portal(portal, deals=20)
+    with portal.running():
+        for _ in range(10):  # the other app
+            other = requests.get(f"{portal.base_url}{hubspot_settings.PIPELINES_PATH}", timeout=5,
+                                 headers={"Authorization": f"Bearer {TOKEN}"})
+            assert other.status_code == 200
+        source = connector(portal, requests_per_10s=10,
+                           client_options={**FAST_CLIENT, "clock": clock.now, "sleep": clock.sleep, "max_attempts": 2})
+        assert sync_into(tmp_path / "waited.duckdb", source) == {"deals": None, "companies": None}
+    assert source.stats.statuses[429] == 1 and source.stats.retries == 1
+    assert clock.now() >= hubspot_settings.BURST_WINDOW_SECONDS
+    burst = [t for t, _, path in portal.log if not path.endswith("/search")]
+    assert max_in_window(burst, hubspot_settings.BURST_WINDOW_SECONDS) == 10 + 1  # the other app's, then our 429
+    with connect(tmp_path / "waited.duckdb", read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM raw.deals").fetchone()[0] == len(portal.deals)
 
 
 @pytest.mark.parametrize("short_pages", [False, True], ids=["full pages", "short pages with paging.next"])

@@ -101,6 +101,9 @@ class FakeServer:
     def __init__(self) -> None:
         self.faults: list[Fault] = []
         self.log: list[tuple[float, str, str]] = []  # (time, method, path?query)
+        # What the rate windows and the log count time on: a test may give it a VirtualClock's `now`,
+        # so that the fake's windows pass only as the client sleeps.
+        self.clock: Callable[[], float] = time.monotonic
         self._windows: dict[str, deque[float]] = {}
         self._aliases: dict[str, str | None] = {}  # a 'repeat' fault's fresh token -> the position it leads to
         self._came_from: dict[str, str | None] = {}  # a next-page token sent -> the position of the page it came with
@@ -200,7 +203,7 @@ class FakeServer:
 
     def window_count(self, key: str, limit: int, period: float) -> tuple[bool, int]:
         """Record a request in `key`'s sliding window; return (over_limit, remaining)."""
-        now = time.monotonic()
+        now = self.clock()
         with self._lock:
             window = self._windows.setdefault(key, deque())
             while window and now - window[0] >= period:
@@ -221,7 +224,7 @@ class FakeServer:
         request = Request(environ)
         target = request_target(request)
         with self._lock:
-            self.log.append((time.monotonic(), request.method, target))
+            self.log.append((self.clock(), request.method, target))
         if self._down(target):
             return Response(OUTAGE_PAGE, 503, content_type="text/html")(environ, start_response)
         fault = self.take_fault(target)
