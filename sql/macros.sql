@@ -105,12 +105,14 @@ CREATE OR REPLACE TEMP MACRO fx_days(rates) AS TABLE
                  lead(date) OVER (PARTITION BY currency ORDER BY date) AS next_date
           FROM query_table(rates));
 
--- The last occurrence of each key among a staging model's parsed rows (`rows` names its
--- CTE; `key` is the parsed key column): the latest batch, then the latest line, wins; rows
--- without a key pass through, each judged on its own. Only keys landed more than once
--- are ranked: sorting every row to find the few repeated keys was the largest cost of a
--- full build (issue 5). Deals and stage history order their versions differently.
-CREATE OR REPLACE TEMP MACRO last_occurrence(rows, key) AS TABLE
+-- The last version of each key among a staging model's parsed rows (`rows` names its
+-- CTE; `key` is the parsed key column): the latest `version` (where the model orders its
+-- versions by a time, as deals do by updated_at), then the latest batch, then the latest
+-- line, wins. Rows without a key, and rows `alone` says cannot be ordered, are each
+-- judged on their own. Only keys landed more than once are ranked: sorting every row to
+-- find the few repeated keys was the largest cost of a full build (issue 5). Stage
+-- history collapses exact repeats instead.
+CREATE OR REPLACE TEMP MACRO last_occurrence(rows, key, version := NULL, alone := false) AS TABLE
     WITH keyed AS NOT MATERIALIZED (SELECT *, key AS _version_key FROM query_table(rows)),
     repeated AS (
         SELECT source, _version_key FROM keyed WHERE _version_key IS NOT NULL GROUP BY ALL HAVING count(*) > 1
@@ -119,5 +121,8 @@ CREATE OR REPLACE TEMP MACRO last_occurrence(rows, key) AS TABLE
         SELECT * FROM keyed ANTI JOIN repeated USING (source, _version_key)
         UNION ALL BY NAME
         SELECT * FROM keyed SEMI JOIN repeated USING (source, _version_key)
-        QUALIFY row_number() OVER (PARTITION BY source, _version_key ORDER BY _batch_id DESC, _row_number DESC) = 1
+        QUALIFY row_number() OVER (
+            PARTITION BY source, _version_key, CASE WHEN alone THEN _raw_rowid END
+            ORDER BY version DESC NULLS LAST, _batch_id DESC, _row_number DESC
+        ) = 1
     );

@@ -26,29 +26,20 @@ WITH parsed AS NOT MATERIALIZED (
     FROM raw.deals AS r
     WHERE in_scope(r._source, r.deal_id, r._batch_id)
 ),
--- Keys landed more than once. Only their rows need ranking: sorting every row to find
--- the few repeated keys was the largest cost of a full build.
-repeated AS (
-    SELECT source, deal_id FROM parsed WHERE deal_id IS NOT NULL GROUP BY ALL HAVING count(*) > 1
-),
-latest AS (
+-- A deal's versions are ordered by updated_at (given, else the latest of its created and
+-- closed times). A row whose updated_at did not parse, or is implausible, cannot be
+-- ordered: it is judged on its own.
+versioned AS NOT MATERIALIZED (
     SELECT
         *,
         coalesce(updated_at_given, greatest(created_at, closed_at)) AS updated_at,
         CAST(coalesce(closed_at, created_at) AS DATE) AS rate_date
-    FROM (
-        SELECT * FROM parsed ANTI JOIN repeated USING (source, deal_id)
-        UNION ALL BY NAME
-        SELECT * FROM parsed SEMI JOIN repeated USING (source, deal_id)
-        QUALIFY row_number() OVER (
-            PARTITION BY source,
-                CASE WHEN deal_id IS NULL OR unparsed(raw_updated_at, updated_at_given)
-                          OR implausible_ts(updated_at_given)
-                     THEN 'row:' || _batch_id || ':' || _row_number ELSE 'key:' || deal_id END
-            ORDER BY coalesce(updated_at_given, greatest(created_at, closed_at)) DESC NULLS LAST,
-                     _batch_id DESC, _row_number DESC
-        ) = 1
-    )
+    FROM parsed
+),
+latest AS (
+    SELECT * FROM last_occurrence(
+        'versioned', deal_id, version := updated_at,
+        alone := unparsed(raw_updated_at, updated_at_given) OR implausible_ts(updated_at_given))
 ),
 priced AS (
     SELECT
