@@ -102,7 +102,8 @@ class FakeServer:
         self.faults: list[Fault] = []
         self.log: list[tuple[float, str, str]] = []  # (time, method, path?query)
         # What the rate windows and the log count time on: a test may give it a VirtualClock's `now`,
-        # so that the fake's windows pass only as the client sleeps.
+        # so that the fake's windows pass only as the client sleeps. An outage keeps its own clock,
+        # so that the clean syncs before and after it run on real time.
         self.clock: Callable[[], float] = time.monotonic
         self._windows: dict[str, deque[float]] = {}
         self._aliases: dict[str, str | None] = {}  # a 'repeat' fault's fresh token -> the position it leads to
