@@ -5,9 +5,10 @@ place: connect/read timeouts on every call; retries with exponential backoff
 and jitter on 429, 5xx, connection resets and truncated bodies
 (`ChunkedEncodingError` is not a `ConnectionError`), honouring `Retry-After` in
 seconds or as an HTTP date; a client-side limiter that stays under the
-vendor's budget instead of hammering into 429s, and that counts its window
-as full when a 429 says the vendor's count is higher than ours (another
-process or app on the same account); quota exhaustion that stops
+vendor's budget instead of hammering into 429s, and that takes the vendor's
+word (its remaining-requests header, or a 429) when the vendor counts more
+requests than we do (another process or app on the same account); quota
+exhaustion that stops
 the sync (no point retrying a daily limit); a guard that stops a listing whose
 paging goes round in a circle; and secrets scrubbed from every message that
 can reach a log, an exception or Dagster metadata.
@@ -130,17 +131,28 @@ class RateLimiter:
             self._sleep(pause)
             waited += pause
 
-    def fill(self) -> None:
-        """Count the window as full from now: the vendor said so with a 429.
+    def at_most(self, free: int) -> None:
+        """Allow at most `free` more requests until the window moves on: the vendor said so.
 
         Our count only knows this process's requests; an earlier run, a second
-        process or another app on the same account spends the same budget. A
-        rolling window is certain to have room again one period later, which
-        a short exponential backoff (or HubSpot's `Retry-After: 1` on a
-        10-second window) is not.
+        process or another app on the same account spends the same budget. The
+        vendor's remaining-requests header, or a 429 (none left), tells us; the
+        requests we cannot see are counted as made now, so a rolling window is
+        certain to have room again one period later. A short exponential backoff
+        (or HubSpot's `Retry-After: 1` on a 10-second window) is not.
         """
         with self._lock:
-            self._calls = deque([self._clock()] * self.max_calls)
+            now = self._clock()
+            while self._calls and now - self._calls[0] >= self.period:
+                self._calls.popleft()
+            unseen = self.max_calls - len(self._calls) - max(free, 0)
+            self._calls.extend([now] * max(unseen, 0))
+
+
+def header_count(response: requests.Response, name: str) -> int | None:
+    """A vendor's count header (requests remaining, say) as a number; None when absent or malformed."""
+    value = response.headers.get(name, "").strip()
+    return int(value) if value.isdigit() else None
 
 
 def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
@@ -188,7 +200,10 @@ class ApiClient:
     `auth_headers` is called for every attempt, so a refreshed token is used at
     once. `classify` lets a connector map a vendor's error body onto policy:
     return "quota" (stop cleanly), "auth" (refresh once, then fail), "retry"
-    or None (let the status decide). `clock` and `sleep` time the backoff, the
+    or None (let the status decide). `remaining` reads the vendor's count of
+    requests left in the window of the limiter that gated a request (its
+    rate-limit header), so other clients' requests are waited for, not run
+    into. `clock` and `sleep` time the backoff, the
     limiters made by `rate_limiter` and a connector's pollers, so a test's
     virtual clock runs them all.
     """
@@ -201,6 +216,7 @@ class ApiClient:
         limiter: RateLimiter | None = None,
         redactor: Redactor | None = None,
         classify: Callable[[requests.Response], str | None] | None = None,
+        remaining: Callable[[requests.Response], int | None] | None = None,
         refresh: Callable[[], None] | None = None,
         timeout: tuple[float, float] = (5.0, 60.0),
         max_attempts: int = 6,
@@ -218,6 +234,7 @@ class ApiClient:
         self.limiter = limiter  # gates every request of this client (a connector may set it after construction)
         self._auth_headers = auth_headers
         self._classify = classify or (lambda _response: None)
+        self._remaining = remaining or (lambda _response: None)
         self._refresh = refresh
         self._timeout = timeout
         self._max_attempts = max_attempts
@@ -298,10 +315,11 @@ class ApiClient:
         verdict = self._classify(response)
         if verdict in ("quota", "auth"):
             return response
-        if response.status_code == 429:
-            for gate in (self.limiter, limiter):
-                if isinstance(gate, RateLimiter):
-                    gate.fill()
+        gate = limiter if limiter is not None else self.limiter
+        if isinstance(gate, RateLimiter):
+            left = 0 if response.status_code == 429 else self._remaining(response)
+            if left is not None:
+                gate.at_most(left)
         if response.status_code in RETRY_STATUSES or verdict == "retry":
             raise _Retryable(response)
         if response.status_code < 400:

@@ -509,28 +509,32 @@ def test_requests_stay_within_hubspots_budgets_and_are_the_fewest_the_page_sizes
     assert max_in_window(search, 1.0) <= 4
 
 
-def test_a_budget_another_app_spent_is_waited_out_for_a_whole_window_not_retried_into(tmp_path: Path):
-    """Another app on the account (or the run killed just before this one) spent the rolling 10-second
-    budget a moment ago, and our limiter never saw those requests. The first 429 makes it count the window
-    as full, so the sync waits one window and goes on, within two attempts a request. HubSpot's
-    `Retry-After: 1` alone would retry into the same full window and give up. On a virtual clock shared by
-    the fake's window and the client, the ten seconds take none."""
+@pytest.mark.parametrize(("spent", "met_429s"), [(10, 1), (6, 0)], ids=["all spent", "6 of 10 spent"])
+def test_a_budget_another_app_spent_is_waited_out_not_retried_into(spent: int, met_429s: int, tmp_path: Path):
+    """Another app on the account (or the run killed just before this one) spent `spent` of the rolling
+    10-second budget a moment ago; our limiter never saw those requests. With 6 spent, the first answer's
+    X-HubSpot-RateLimit-Remaining says so, and the sync waits for the window before it runs out: no 429.
+    With all 10 spent, the first request meets a 429, which counts the window as full: the sync waits
+    one window and goes on, within two attempts a request. HubSpot's `Retry-After: 1` alone would retry
+    into the same full window and give up. On a virtual clock shared by the fake's window and the
+    client, the ten seconds take none."""
     clock = VirtualClock()
     portal = FakeHubSpot(TOKEN, burst_limit=10)
     portal.clock = clock.now
     build_portal(portal, deals=20)
     with portal.running():
-        for _ in range(10):  # the other app
+        for _ in range(spent):  # the other app
             other = requests.get(f"{portal.base_url}{hubspot_settings.PIPELINES_PATH}", timeout=5,
                                  headers={"Authorization": f"Bearer {TOKEN}"})
             assert other.status_code == 200
         source = connector(portal, requests_per_10s=10,
                            client_options={**FAST_CLIENT, "clock": clock.now, "sleep": clock.sleep, "max_attempts": 2})
         assert sync_into(tmp_path / "waited.duckdb", source) == {"deals": None, "companies": None}
-    assert source.stats.statuses[429] == 1 and source.stats.retries == 1
+    assert source.stats.statuses.get(429, 0) == met_429s and source.stats.retries == met_429s
     assert clock.now() >= hubspot_settings.BURST_WINDOW_SECONDS
     burst = [t for t, _, path in portal.log if not path.endswith("/search")]
-    assert max_in_window(burst, hubspot_settings.BURST_WINDOW_SECONDS) == 10 + 1  # the other app's, then our 429
+    assert source.stats.requests - met_429s > 10 - spent  # the sync needed more than the budget left
+    assert max_in_window(burst, hubspot_settings.BURST_WINDOW_SECONDS) == 10 + met_429s  # with the 429, if any
     with connect(tmp_path / "waited.duckdb", read_only=True) as con:
         assert con.execute("SELECT count(*) FROM raw.deals").fetchone()[0] == len(portal.deals)
 

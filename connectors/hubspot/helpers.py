@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 
 import requests
 
-from connectors.http import ApiClient, PagingGuard, RateLimiter, Redactor, RequestStats
+from connectors.http import ApiClient, PagingGuard, RateLimiter, Redactor, RequestStats, header_count
 from connectors.hubspot import settings
 
 Record = dict  # one SimplePublicObject: {"id", "properties", "archived", ...}
@@ -36,6 +36,16 @@ def classify(response: requests.Response) -> str | None:
     if response.status_code == 530:  # Cloudflare's answer to a malformed token
         return "auth"
     return None
+
+
+def burst_remaining(response: requests.Response) -> int | None:
+    """Requests left in the account's rolling 10-second window, which every app on the account spends.
+
+    Search has its own per-second budget, which this header does not count.
+    """
+    if response.request.path_url.split("?")[0].endswith("/search"):
+        return None
+    return header_count(response, settings.BURST_REMAINING_HEADER)
 
 
 _LIMITERS: dict[tuple, tuple[RateLimiter, RateLimiter]] = {}
@@ -72,6 +82,7 @@ class HubSpotApi:
             auth_headers=lambda: {"Authorization": f"Bearer {token}"},
             redactor=Redactor([token]),
             classify=classify,
+            remaining=burst_remaining,
             **client_options,
         )
         self._burst, self._search = account_limiters(base_url, token, requests_per_10s, self.client)

@@ -30,6 +30,7 @@ ASSOCIATION_BATCH_LIMIT = 100  # v4 associations batch/read inputs
 # (requests_per_10s); search is exempt from it and has its own 5/s, of which we use 4.
 BURST_WINDOW_SECONDS = 10.0
 SEARCH_REQUESTS_PER_SECOND = 4
+BURST_REMAINING_HEADER = "X-HubSpot-RateLimit-Remaining"  # left in the 10-second window
 # Our windows are a little longer than HubSpot's: requests reach HubSpot with
 # varying latency, so a window exactly as long can still count one too many there.
 LATENCY_MARGIN_SECONDS = 0.25

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from connectors.files.profiles import CANONICAL_COLUMNS
-from connectors.http import ApiClient, Redactor, RequestStats
+from connectors.http import ApiClient, Redactor, RequestStats, header_count
 from connectors.pipedrive import settings
 from connectors.pipedrive.helpers import (
     FieldRef,
@@ -84,6 +84,7 @@ class PipedriveSource:
             auth_headers=lambda: {"x-api-token": token},
             redactor=Redactor([token]),
             classify=classify,
+            remaining=lambda response: header_count(response, settings.RATE_REMAINING_HEADER),
             **dict(client_options or {}),
         )
         # On the client's clock, so a test's virtual clock runs the 2-second window too.

@@ -36,6 +36,7 @@ DEALS_PER_PAGE = 50
 # server's, so network jitter between our clock and theirs never tips a burst into 429s.
 RATE_WINDOW_S = 2.0
 RATE_WINDOW_SLACK_S = 0.2
+RATE_REMAINING_HEADER = "x-ratelimit-remaining"  # left in the token's 2-second window
 
 # v2 statuses; "deleted" lists deals deleted up to 30 days ago (omitted, lists exclude them).
 CLOSED_STATUSES = frozenset({"won", "lost"})
