@@ -8,10 +8,9 @@ seconds or as an HTTP date; a client-side limiter that stays under the
 vendor's budget instead of hammering into 429s, and that takes the vendor's
 word (its remaining-requests header, or a 429) when the vendor counts more
 requests than we do (another process or app on the same account); quota
-exhaustion that stops
-the sync (no point retrying a daily limit); a guard that stops a listing whose
-paging goes round in a circle; and secrets scrubbed from every message that
-can reach a log, an exception or Dagster metadata.
+exhaustion that stops the sync (no point retrying a daily limit); a guard that
+stops a listing whose paging goes round in a circle; and secrets scrubbed from
+every message that can reach a log, an exception or Dagster metadata.
 
 Time is injectable (`clock`, `sleep`): retries and limiters then wait on a
 test's virtual clock, so a ten-minute outage is tested in milliseconds.

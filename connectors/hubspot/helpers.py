@@ -2,7 +2,8 @@
 
 Every request goes through the shared `ApiClient` (retries, backoff,
 Retry-After, redaction). HubSpot has two separate budgets, so there are two
-limiters: the rolling 10-second one for every endpoint but search, and a
+limiters: the rolling 10-second one for every endpoint but search (kept in
+step with the account's own count, `X-HubSpot-RateLimit-Remaining`), and a
 per-second one for search alone. `classify` tells a daily-limit 429 (stop,
 keep the cursor) from a burst 429 (retry). Every listing runs under a
 `PagingGuard`: a list `after` token sent twice, or a search that restarts at an
