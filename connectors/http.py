@@ -121,8 +121,7 @@ class RateLimiter:
         while True:
             with self._lock:
                 now = self._clock()
-                while self._calls and now - self._calls[0] >= self.period:
-                    self._calls.popleft()
+                self._expire(now)
                 if len(self._calls) < self.max_calls:
                     self._calls.append(now)
                     return waited
@@ -142,10 +141,14 @@ class RateLimiter:
         """
         with self._lock:
             now = self._clock()
-            while self._calls and now - self._calls[0] >= self.period:
-                self._calls.popleft()
+            self._expire(now)
             unseen = self.max_calls - len(self._calls) - max(free, 0)
             self._calls.extend([now] * max(unseen, 0))
+
+    def _expire(self, now: float) -> None:
+        """Forget the requests that have left the window (called under the lock)."""
+        while self._calls and now - self._calls[0] >= self.period:
+            self._calls.popleft()
 
 
 def header_count(response: requests.Response, name: str) -> int | None:

@@ -118,17 +118,17 @@ def _next_batch(con: duckdb.DuckDBPyConnection) -> int:
 def _mark_gone(con: duckdb.DuckDBPyConnection, source: str, table: str, since_batch: int) -> int | None:
     """After a complete full sync: mark deleted every key of `source` it did not return.
 
-    The upsert replaced the raw row of every key the sync returned, so a key whose
-    last row predates the sync (`since_batch`) is one the vendor no longer has. Its
-    row is upserted too, as it was with is_deleted 'true', in a batch of its own and
-    named in `_file`. If the record comes back, the next sync's upsert replaces it.
+    The upsert replaced every raw row of each key the sync returned, so a row that
+    predates the sync (`since_batch`) is of a key the vendor no longer has. It is
+    upserted too, as it was with is_deleted 'true', in a batch of its own and named
+    in `_file`. If the record comes back, the next sync's upsert replaces it.
     None when the sync returned no row of the table: an empty answer is more likely a
     lost permission than a CRM emptied overnight, so nothing is marked.
     """
     key = RECORD_TABLES[table]
     # Identifiers come from RECORD_TABLES; every value is bound.
     if not con.execute(
-        f"SELECT count(*) FROM raw.{table} WHERE _source = $source AND _batch_id >= $since",  # noqa: S608
+        f"SELECT EXISTS (SELECT 1 FROM raw.{table} WHERE _source = $source AND _batch_id >= $since)",  # noqa: S608
         {"source": source, "since": since_batch},
     ).fetchone()[0]:
         return None
@@ -136,10 +136,9 @@ def _mark_gone(con: duckdb.DuckDBPyConnection, source: str, table: str, since_ba
     values = ", ".join("'true' AS is_deleted" if c == "is_deleted" else c for c in columns)
     # Identifiers come from CANONICAL_COLUMNS and RECORD_TABLES; every value is bound.
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE _gone AS SELECT {values} FROM ("  # noqa: S608
-        f"  SELECT * FROM raw.{table} WHERE _source = $source AND nullif(trim({key}), '') IS NOT NULL"
-        f"  QUALIFY row_number() OVER (PARTITION BY {key} ORDER BY _batch_id DESC, _row_number DESC) = 1"
-        ") WHERE _batch_id < $since AND NOT coalesce(parse_bool(is_deleted), false)",
+        f"CREATE OR REPLACE TEMP TABLE _gone AS SELECT {values} FROM raw.{table} "  # noqa: S608
+        f"WHERE _source = $source AND _batch_id < $since AND nullif(trim({key}), '') IS NOT NULL "
+        "AND NOT coalesce(parse_bool(is_deleted), false)",
         {"source": source, "since": since_batch},
     )
     con.execute(
