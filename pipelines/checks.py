@@ -10,23 +10,20 @@ from __future__ import annotations
 import dagster as dg
 import duckdb
 
-from pipelines.schemas import STAGING_SCHEMAS
+from pipelines.assets import table_key
+from pipelines.models import Table
 from pipelines.validation import validate_table
 
 
-def check_specs(table: str) -> list[dg.AssetCheckSpec]:
+def check_specs(spec: Table) -> list[dg.AssetCheckSpec]:
     return [
-        dg.AssetCheckSpec(
-            name=f"pandera_{name}",
-            asset=dg.AssetKey(["staging", table]),
-            blocking=blocking,
-            description=(schema.__doc__ or f"staging.{table} honours its Pandera schema").strip(),
-        )
-        for name, schema, blocking in STAGING_SCHEMAS[table]
+        dg.AssetCheckSpec(name=f"pandera_{check.name}", asset=table_key(spec.name), blocking=check.blocking,
+                          description=check.description)
+        for check in spec.checks
     ]
 
 
-def run_checks(con: duckdb.DuckDBPyConnection, table: str) -> list[dg.AssetCheckResult]:
+def run_checks(con: duckdb.DuckDBPyConnection, spec: Table) -> list[dg.AssetCheckResult]:
     """Check the rows not yet validated; once every check passes, they never need checking again.
 
     bookkeeping.build_state.validated_batch marks the rows (by raw batch) that passed every check
@@ -34,20 +31,20 @@ def run_checks(con: duckdb.DuckDBPyConnection, table: str) -> list[dg.AssetCheck
     of unchanged ones. A failing check leaves the mark where it was, so the next run checks
     the same rows again and the failure keeps showing until the data is fixed.
     """
+    table = spec.short_name
     after = con.execute(
         "SELECT validated_batch FROM bookkeeping.build_state WHERE table_name = ?", [table]
     ).fetchall()
     after_batch = after[0][0] if after else None
     results = []
-    specs = STAGING_SCHEMAS[table]
-    outcomes = validate_table(con, f"staging.{table}", [schema for _, schema, _ in specs], after_batch)
-    for (name, _, blocking), outcome in zip(specs, outcomes, strict=True):
+    outcomes = validate_table(con, spec.name, [check.schema for check in spec.checks], after_batch)
+    for check, outcome in zip(spec.checks, outcomes, strict=True):
         results.append(
             dg.AssetCheckResult(
-                check_name=f"pandera_{name}",
-                asset_key=dg.AssetKey(["staging", table]),
+                check_name=f"pandera_{check.name}",
+                asset_key=table_key(spec.name),
                 passed=outcome.passed,
-                severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+                severity=dg.AssetCheckSeverity.ERROR if check.blocking else dg.AssetCheckSeverity.WARN,
                 metadata={
                     "rows_checked": outcome.rows_checked,
                     "rows_checked_before": dg.MetadataValue.text(
@@ -61,7 +58,7 @@ def run_checks(con: duckdb.DuckDBPyConnection, table: str) -> list[dg.AssetCheck
         )
     if all(result.passed for result in results):
         con.execute(
-            f"UPDATE bookkeeping.build_state SET validated_batch = (SELECT max(batch_id) FROM staging.{table}) "  # noqa: S608
+            f"UPDATE bookkeeping.build_state SET validated_batch = (SELECT max(batch_id) FROM {spec.name}) "  # noqa: S608
             "WHERE table_name = ?",
             [table],
         )

@@ -6,7 +6,7 @@ import dagster as dg
 import duckdb
 from tabulate import tabulate
 
-from pipelines.data_dictionary import describe_column
+from pipelines.models import REGISTRY
 
 
 def column_schema(con: duckdb.DuckDBPyConnection, table: str) -> dg.TableSchema:
@@ -19,7 +19,7 @@ def column_schema(con: duckdb.DuckDBPyConnection, table: str) -> dg.TableSchema:
     ).fetchall()
     return dg.TableSchema(
         columns=[
-            dg.TableColumn(name=col, type=dtype, description=describe_column(table, col))
+            dg.TableColumn(name=col, type=dtype, description=REGISTRY.describe(table, col))
             for col, dtype in rows
         ]
     )

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import duckdb
 
-PUBLISHED_SCHEMAS = ("staging", "quarantine", "kpi", "roi")
+from pipelines.models import REGISTRY
 
 
 def publish(con: duckdb.DuckDBPyConnection, working: Path, target: Path) -> dict[str, int]:
-    """Copy the published schemas of `working` (open as `con`) into `target`, atomically; return row counts."""
+    """Copy the published tables of `working` (open as `con`) into `target`, atomically; return row counts."""
     staging_file = target.with_name(f".{target.name}.tmp")
     # A run killed while writing the copy leaves it, and its write-ahead log, behind: DuckDB
     # would replay that old log into the fresh copy, so both go.
@@ -37,13 +37,18 @@ def publish(con: duckdb.DuckDBPyConnection, working: Path, target: Path) -> dict
     shutil.copyfile(working, staging_file)
     os.chmod(staging_file, 0o600)
     with duckdb.connect(str(staging_file)) as copy:
-        schemas = [s for (s,) in copy.execute(
-            "SELECT schema_name FROM information_schema.schemata WHERE catalog_name = current_database() "
-            "AND schema_name NOT IN (SELECT unnest($keep)) AND schema_name NOT IN ('main', 'information_schema', "
-            "'pg_catalog')", {"keep": list(PUBLISHED_SCHEMAS)},
-        ).fetchall()]
-        for schema in schemas:  # names from the catalogue, quoted
-            copy.execute(f'DROP SCHEMA "{schema}" CASCADE')
+        published = [t.name for t in REGISTRY.tables if t.published]
+        for schema, table in copy.execute(  # names from the catalogue, quoted
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE database_name = current_database() "
+            "AND schema_name || '.' || table_name NOT IN (SELECT unnest($published))", {"published": published},
+        ).fetchall():
+            copy.execute(f'DROP TABLE "{schema}"."{table}"')
+        for (schema,) in copy.execute(
+            "SELECT schema_name FROM duckdb_schemas() WHERE database_name = current_database() AND NOT internal "
+            "AND schema_name <> 'main' "
+            "AND schema_name NOT IN (SELECT schema_name FROM duckdb_tables() WHERE database_name = current_database())"
+        ).fetchall():
+            copy.execute(f'DROP SCHEMA "{schema}"')
         tables = copy.execute(
             "SELECT table_schema, table_name FROM information_schema.tables "
             "WHERE table_catalog = current_database() AND table_type = 'BASE TABLE' ORDER BY 1, 2"

@@ -1,26 +1,28 @@
-"""The one Dagster resource: where the config file is, and a connection to the warehouse."""
+"""The one Dagster resource: the run's validated settings and its warehouse connections."""
+
+from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import dagster as dg
 import duckdb
 
-from pipelines.config import Settings, config_path, load_settings
+from pipelines.config import Settings
 from pipelines.warehouse import connect
 
 
-class CrmRoi(dg.ConfigurableResource):
-    """Reads `crm_roi.yaml` when a step starts, so each run sees the file as it is then."""
+class CrmRoi:
+    """Settings bound once, when the code location is loaded, for the asset graph and every step alike.
 
-    config_file: str = str(config_path())
+    A run process loads the code location at its start, so a run sees the config file as
+    it was then, and no step can see a source the graph was not built from.
+    """
 
-    def settings(self) -> Settings:
-        return load_settings(self.config_file)
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
 
     @contextmanager
-    def warehouse(self) -> Iterator[tuple[Settings, duckdb.DuckDBPyConnection]]:
-        """The validated settings and a write connection with the run's variables set."""
-        settings = self.settings()
-        with connect(settings.duckdb_path, settings) as con:
-            yield settings, con
+    def warehouse(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write connection with the run's variables set."""
+        with connect(self.settings.duckdb_path, self.settings) as con:
+            yield con

@@ -119,16 +119,3 @@ class CrmUsage(_Base):
     period_start: dt.date
     active_users: float = pa.Field(ge=0)
     licensed_seats: float = pa.Field(ge=0)
-
-
-# Per staging table: (check name, schema, blocking). Blocking checks stop the
-# KPIs from being built on a broken table; warn-level ones are reported only.
-STAGING_SCHEMAS: dict[str, list[tuple[str, type[pa.DataFrameModel], bool]]] = {
-    "fx_rates": [("schema", FxRates, True)],
-    "deals": [("schema", Deals, True), ("amount_present", DealAmounts, False)],
-    "deal_stage_history": [("schema", DealStageHistory, True)],
-    "customers": [("schema", Customers, True)],
-    "finance_gl": [("schema", FinanceGl, True)],
-    "csat": [("schema", Csat, True)],
-    "crm_usage": [("schema", CrmUsage, True)],
-}

@@ -1,7 +1,18 @@
-"""Run the `sql/` models: staging (with quarantine), KPI and ROI tables.
+"""Run the `sql/` models of the registry: staging (with quarantine), KPI and ROI tables.
 
 Each table is replaced in one transaction, so a reader or a failed run sees the
 previous complete table or the new complete table, never a mix.
+
+The staging model contract (every sql/staging/<table>.sql honours it):
+- It is one SELECT over raw.<table> (and other staging tables, e.g. staging.fx_rates)
+  returning the columns the registry declares plus `_key` (the quarantine key),
+  `_reasons` (the row rules the row broke; empty: it is valid) and `_raw_rowid` (its
+  raw row, whose JSON is the quarantine payload).
+- Versions of a key are collapsed with the `last_occurrence` macro (sql/macros.sql).
+- A keyed model (the registry's `key`) reads its raw rows `WHERE in_scope(r.<key>,
+  r._batch_id)`. A key-scoped build fills the temp table `scope_keys` with the keys new
+  batches touched (in any source) and sets the variable `scope_after` to the last batch of
+  the previous build; every other build leaves `scope_after` unset and reads every row.
 """
 
 from __future__ import annotations
@@ -11,21 +22,13 @@ from dataclasses import dataclass
 
 import duckdb
 
-from pipelines.warehouse import sql_text, transaction
+from pipelines.models import BUILD_COLUMNS, REGISTRY, Table
+from pipelines.sql_files import sql_text
+from pipelines.warehouse import transaction
 
-# Build order matters only where a model reads another: fx_rates prices deals and GL lines.
-STAGING_TABLES = (
-    "fx_rates", "deals", "deal_stage_history", "customers", "finance_gl", "csat", "crm_usage",
-)
-MART_TABLES = (
-    "kpi.periodic", "kpi.baseline", "kpi.vs_baseline", "kpi.stage_durations", "roi.rolling", "roi.summary",
-)
-
-
-# Staging tables read by another staging model (deals and GL lines are priced with fx_rates).
-STAGING_UPSTREAM = {"deals": ("fx_rates",), "finance_gl": ("fx_rates",)}
-# The run variables each staging model reads.
-STAGING_VARIABLES = {"deals": ("base_currency",), "finance_gl": ("base_currency", "accounts")}
+STAGING_TABLES = tuple(t.short_name for t in REGISTRY.staging)
+MART_TABLES = tuple(t.name for t in REGISTRY.marts)
+KEYED_TABLES = {t.short_name: t.key for t in REGISTRY.staging if t.key}
 
 
 @dataclass(frozen=True)
@@ -38,14 +41,21 @@ def _digest(*parts: object) -> str:
     return hashlib.sha256("\x1f".join(map(str, parts)).encode()).hexdigest()
 
 
+def _staging(table: str) -> Table:
+    if table not in STAGING_TABLES:
+        raise ValueError(f"unknown staging table {table!r}")
+    return REGISTRY.table(f"staging.{table}")
+
+
 def model_fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> str:
     """A digest of how staging.<table> is computed: its model, the macros, run settings and upstream tables."""
+    spec = _staging(table)
     variables = [
-        con.execute("SELECT getvariable($name)", {"name": name}).fetchone()[0]
-        for name in STAGING_VARIABLES.get(table, ())
+        con.execute("SELECT getvariable($name)", {"name": name}).fetchone()[0] for name in sorted(spec.variables)
     ]
-    upstream = [inputs_fingerprint(con, dep) for dep in STAGING_UPSTREAM.get(table, ())]
-    return _digest(sql_text("macros"), sql_text(f"staging/{table}"), *variables, *upstream)
+    upstream = [inputs_fingerprint(con, dep.split(".")[1]) for dep in sorted(spec.reads)
+                if dep.startswith("staging.")]
+    return _digest(sql_text("macros"), sql_text(spec.model), *variables, *upstream)
 
 
 def _raw_state(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int, int | None]:
@@ -55,26 +65,13 @@ def _raw_state(con: duckdb.DuckDBPyConnection, table: str) -> tuple[int, int | N
     upsert, a full reload) without the count of older rows dropping.
     """
     return con.execute(
-        f"SELECT count(*), max(_batch_id) FROM raw.{table}"  # noqa: S608 (whitelisted table)
+        f"SELECT count(*), max(_batch_id) FROM raw.{table}"  # noqa: S608 (a registry table)
     ).fetchone()
 
 
 def inputs_fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> str:
     """The model's fingerprint plus the raw table's state: what staging.<table> holds follows from it."""
     return _digest(model_fingerprint(con, table), *_raw_state(con, table))
-
-
-# Staging tables that can be rebuilt for some keys only: every row rule and the choice of the
-# surviving version look at one key's raw rows, and the quarantine key is that key.
-KEYED_TABLES = {"deals": "deal_id", "customers": "customer_id", "csat": "response_id", "finance_gl": "entry_id"}
-# The columns a staging model adds for quarantining: the key, the broken rules, the raw row.
-_BOOKKEEPING = "_key, _reasons, _raw_rowid"
-# An uncorrelated IN: a correlated EXISTS made DuckDB materialise every raw row to decorrelate
-# it (2.6 s of a 3.9 s incremental build of 5M deals; 0.4 s as IN).
-_AFFECTED_ROWS = (
-    "CREATE OR REPLACE TEMP MACRO in_scope(src, raw_key, batch) AS batch > getvariable('scope_after') "
-    "OR (src, nullif(trim(raw_key), '')) IN (SELECT (source, key) FROM _affected)"
-)
 
 
 @dataclass(frozen=True)
@@ -102,10 +99,19 @@ def _appended_after(con: duckdb.DuckDBPyConnection, table: str, model: str, prev
     if previous.raw_last_batch is None:
         return None
     kept = con.execute(
-        f"SELECT count(*) FROM raw.{table} WHERE _batch_id <= ?",  # noqa: S608 (whitelisted table)
+        f"SELECT count(*) FROM raw.{table} WHERE _batch_id <= ?",  # noqa: S608 (a registry table)
         [previous.raw_last_batch],
     ).fetchone()[0]
     return previous.raw_last_batch if kept == previous.raw_rows else None
+
+
+def _counts(con: duckdb.DuckDBPyConnection, table: str) -> StagingResult:
+    return StagingResult(
+        rows=con.execute(f"SELECT count(*) FROM staging.{table}").fetchone()[0],  # noqa: S608 (a registry table)
+        rejected=con.execute(
+            "SELECT count(*) FROM quarantine.rejected_rows WHERE table_name = ?", [table]
+        ).fetchone()[0],
+    )
 
 
 def build_staging(con: duckdb.DuckDBPyConnection, table: str) -> StagingResult:
@@ -116,43 +122,34 @@ def build_staging(con: duckdb.DuckDBPyConnection, table: str) -> StagingResult:
     that moves 1% of the deals costs about 1% of a full build, and ends with exactly
     the rows a full build would give.
     """
-    if table not in STAGING_TABLES:
-        raise ValueError(f"unknown staging table {table!r}")
+    spec = _staging(table)
     model = model_fingerprint(con, table)
     raw_rows, raw_last_batch = _raw_state(con, table)
     previous = _build_state(con, table)
     if previous == _BuildState(model, raw_rows, raw_last_batch):
-        return StagingResult(
-            rows=con.execute(f"SELECT count(*) FROM staging.{table}").fetchone()[0],  # noqa: S608
-            rejected=con.execute(
-                "SELECT count(*) FROM quarantine.rejected_rows WHERE table_name = ?", [table]
-            ).fetchone()[0],
-        )
+        return _counts(con, table)
     after = _appended_after(con, table, model, previous)
     with transaction(con):
         if after is None:
-            con.execute(f"CREATE OR REPLACE TEMP TABLE _typed AS {sql_text(f'staging/{table}')}")
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _typed AS {sql_text(spec.model)}")
             con.execute(
-                f"CREATE OR REPLACE TABLE staging.{table} AS "  # noqa: S608 (whitelisted table)
-                f"SELECT * EXCLUDE ({_BOOKKEEPING}) FROM _typed WHERE len(_reasons) = 0"
+                f"CREATE OR REPLACE TABLE staging.{table} AS "  # noqa: S608 (a registry table)
+                f"SELECT * EXCLUDE ({', '.join(BUILD_COLUMNS)}) FROM _typed WHERE len(_reasons) = 0"
             )
             con.execute("DELETE FROM quarantine.rejected_rows WHERE table_name = ?", [table])
         else:
-            _rebuild_affected_keys(con, table, after)
+            _rebuild_affected_keys(con, spec, after)
         # The raw row (as JSON, with its file and line) is looked up for rejected rows only:
         # serialising every row cost more than all the parsing put together.
         con.execute(
-            "INSERT INTO quarantine.rejected_rows "  # noqa: S608 (whitelisted table)
+            "INSERT INTO quarantine.rejected_rows "  # noqa: S608 (a registry table)
             "SELECT $table, t.source, t._key, array_to_string(t._reasons, '; '), to_json(r), r._file, "
             f"r._row_number, t.batch_id, now()::TIMESTAMP FROM _typed AS t JOIN raw.{table} AS r "
             "ON r.rowid = t._raw_rowid WHERE len(t._reasons) > 0",
             {"table": table},
         )
         con.execute("DROP TABLE _typed")
-        rows = con.execute(f"SELECT count(*) FROM staging.{table}").fetchone()[0]  # noqa: S608
-        rejected = con.execute(
-            "SELECT count(*) FROM quarantine.rejected_rows WHERE table_name = ?", [table]
-        ).fetchone()[0]
+        result = _counts(con, table)
         # Rows from batches already validated are the same rows as before, unless the model,
         # its settings or an upstream table changed: then every row is checked again.
         con.execute(
@@ -161,51 +158,41 @@ def build_staging(con: duckdb.DuckDBPyConnection, table: str) -> StagingResult:
             "WHERE table_name = $table AND model_fingerprint = $model))",
             {"table": table, "model": model, "rows": raw_rows, "last": raw_last_batch},
         )
-    return StagingResult(rows=rows, rejected=rejected)
+    return result
 
 
-def _scoped(model: str) -> str:
-    """The model with its parsed rows materialised once, for a key-scoped build.
+def _rebuild_affected_keys(con: duckdb.DuckDBPyConnection, spec: Table, after: int) -> None:
+    """Replace the staging and quarantine rows of the keys that batches after `after` brought.
 
-    The models reference their parsed raw rows several times (to find repeated keys, then
-    to keep or rank each row) and stream them (`AS NOT MATERIALIZED`): in a full build,
-    re-scanning raw beats materialising millions of parsed rows. A key-scoped build keeps
-    a few thousand rows of a filtered scan of millions, so that scan runs once
-    (5M deals, 1% changed: 2.6 s -> 1.0 s).
+    A key is rebuilt in every source that has it: every version of it is read again, so
+    the rows come out as a full build gives them.
     """
-    return model.replace(" AS NOT MATERIALIZED (", " AS MATERIALIZED (")
-
-
-def _rebuild_affected_keys(con: duckdb.DuckDBPyConnection, table: str, after: int) -> None:
-    """Replace the staging and quarantine rows of the keys that batches after `after` brought."""
-    key = KEYED_TABLES[table]
-    # Table and key names come from KEYED_TABLES; values are bound.
+    table, key = spec.short_name, spec.key
+    # Table and key names come from the registry; values are bound.
+    con.execute("DELETE FROM scope_keys")
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE _affected AS "  # noqa: S608
-        f"SELECT DISTINCT _source AS source, nullif(trim({key}), '') AS key FROM raw.{table} "
+        "INSERT INTO scope_keys "  # noqa: S608
+        f"SELECT DISTINCT nullif(trim({key}), '') FROM raw.{table} "
         f"WHERE _batch_id > $after AND nullif(trim({key}), '') IS NOT NULL",
         {"after": after},
     )
     con.execute("SET VARIABLE scope_after = $after", {"after": after})
-    con.execute(_AFFECTED_ROWS)
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE _typed AS {_scoped(sql_text(f'staging/{table}'))}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _typed AS {sql_text(spec.model)}")
     finally:
-        con.execute(sql_text("macros"))  # in_scope back to every row
+        con.execute("RESET VARIABLE scope_after")
     con.execute(
-        f"DELETE FROM staging.{table} AS s WHERE EXISTS "  # noqa: S608
-        f"(SELECT 1 FROM _affected AS a WHERE a.source = s.source AND a.key = s.{key})"
+        f"DELETE FROM staging.{table} WHERE {key} IN (SELECT key FROM scope_keys)"  # noqa: S608
     )
     con.execute(
-        f"INSERT INTO staging.{table} SELECT * EXCLUDE ({_BOOKKEEPING}) FROM _typed "  # noqa: S608
+        f"INSERT INTO staging.{table} SELECT * EXCLUDE ({', '.join(BUILD_COLUMNS)}) FROM _typed "  # noqa: S608
         "WHERE len(_reasons) = 0"
     )
     con.execute(
-        "DELETE FROM quarantine.rejected_rows AS q WHERE table_name = $table AND EXISTS "
-        "(SELECT 1 FROM _affected AS a WHERE a.source = q.source AND a.key = q.key)",
+        "DELETE FROM quarantine.rejected_rows WHERE table_name = $table AND key IN (SELECT key FROM scope_keys)",
         {"table": table},
     )
-    con.execute("DROP TABLE _affected")
+    con.execute("DELETE FROM scope_keys")
 
 
 def build_mart(con: duckdb.DuckDBPyConnection, table: str) -> int:
@@ -213,5 +200,5 @@ def build_mart(con: duckdb.DuckDBPyConnection, table: str) -> int:
     if table not in MART_TABLES:
         raise ValueError(f"unknown table {table!r}")
     with transaction(con):
-        con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql_text(table.replace('.', '/'))}")
-        return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 (whitelisted)
+        con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql_text(REGISTRY.table(table).model)}")
+        return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 (a registry table)

@@ -30,8 +30,8 @@ from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_ex
 
 from connectors.files.profiles import CANONICAL_COLUMNS
 from pipelines.config import Settings
+from pipelines.sql_files import sql_text
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 LOCK_WAIT_SECONDS = float(os.environ.get("CRM_ROI_LOCK_WAIT_SECONDS", "300"))
 RAW_META_COLUMNS = (
     "_source VARCHAR NOT NULL, _file VARCHAR, _row_number BIGINT, "
@@ -73,11 +73,6 @@ def _open(path: Path, read_only: bool, memory_limit: str | None = None) -> duckd
     return duckdb.connect(str(path), read_only=read_only, config=config)
 
 
-def sql_text(name: str) -> str:
-    """A model from `sql/`, e.g. 'kpi/periodic'."""
-    return (SQL_DIR / f"{name}.sql").read_text(encoding="utf-8")
-
-
 def set_run_variables(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     """Expose the run's parameters to the SQL models as DuckDB variables (bound, never spliced)."""
     values = {
@@ -113,11 +108,7 @@ def raw_file_of(working: Path) -> Path:
 def open_with_raw(
     path: Path, read_only: bool = False, memory_limit: str | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """The working file, with its raw companion attached as catalog `raw`: what a data team opens to read raw.
-
-    A reader of a file made before the split finds no companion and reads the old
-    `raw` schema inside the working file instead.
-    """
+    """The working file, with its raw companion attached as catalog `raw`: what a data team opens to read raw."""
     raw_file = raw_file_of(path)
     new_files = [] if read_only else [p for p in (path, raw_file) if not p.exists()]
     if not read_only:
@@ -150,13 +141,6 @@ def connect(
     memory_limit = settings.memory_limit if settings else None
     con = open_with_raw(path, read_only, memory_limit)
     try:
-        if not read_only and _move_raw_out_of_working_file(con):
-            # Everything left in the working file is derived from raw and is rebuilt by this
-            # run; a fresh file is only as large as its tables (DuckDB never shrinks a file).
-            con.close()
-            for stale in (path, path.with_name(path.name + ".wal")):
-                stale.unlink(missing_ok=True)
-            con = open_with_raw(path, read_only, memory_limit)
         con.execute("SET TimeZone = 'UTC'")
         con.execute(sql_text("macros"))
         if settings is not None:
@@ -201,11 +185,7 @@ def _schema_version() -> str:
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """The schemas and tables both files need, created where missing (and widened where an older release made them).
-
-    Raw names are written `raw.main.<table>`: while a file from before the split is
-    moved, its own `raw` schema exists too, and `raw.<table>` would be ambiguous.
-    """
+    """The schemas and tables both files need, created where missing (and widened where an older release made them)."""
     for schema in WORKING_SCHEMAS:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     con.execute("CREATE SEQUENCE IF NOT EXISTS raw.main.batch_seq START 1")
@@ -238,34 +218,3 @@ def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:
     for table in ("raw.main.schema_version", "bookkeeping.schema_version"):  # one file per transaction
         with transaction(con):
             con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT $version AS version", {"version": version})
-
-
-def _move_raw_out_of_working_file(con: duckdb.DuckDBPyConnection) -> bool:
-    """Move the raw layer of a file made before the split (schema `raw` inside it) into the raw file.
-
-    One transaction on the raw file, which replaces whatever an interrupted move left
-    there: a crash before the caller discards the old working file repeats the move on
-    the next open, so nothing is lost or doubled. True when there was something to move.
-    """
-    working = con.execute("SELECT current_database()").fetchone()[0]
-    if not con.execute(
-        "SELECT count(*) FROM duckdb_schemas() WHERE database_name = current_database() AND schema_name = 'raw'"
-    ).fetchone()[0]:
-        return False
-    _create_tables(con)
-    moved = [t for (t,) in con.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() AND schema_name = 'raw' "
-        "AND table_name NOT IN ('build_state', 'schema_version')"
-    ).fetchall()]
-    last_batch = con.execute(
-        "SELECT last_value FROM duckdb_sequences() WHERE database_name = current_database() "
-        "AND schema_name = 'raw' AND sequence_name = 'batch_seq'"
-    ).fetchall()
-    with transaction(con):
-        for table in moved:  # names from the catalogue, quoted
-            con.execute(f'DELETE FROM raw.main."{table}"')  # noqa: S608
-            con.execute(f'INSERT INTO raw.main."{table}" BY NAME SELECT * FROM "{working}".raw."{table}"')  # noqa: S608
-        if last_batch and last_batch[0][0] is not None:  # batch ids go on where they stopped
-            con.execute("DROP SEQUENCE raw.main.batch_seq")
-            con.execute(f"CREATE SEQUENCE raw.main.batch_seq START {int(last_batch[0][0]) + 1}")
-    return True

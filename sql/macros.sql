@@ -57,9 +57,15 @@ CREATE OR REPLACE TEMP MACRO parse_number(s) AS
               AND isfinite(try_cast(s AS DOUBLE)) THEN try_cast(s AS DOUBLE)
          ELSE parse_number_general(s) END;
 
--- Which raw rows a staging model reads: all of them, except in an incremental build,
--- which redefines this for the keys that new batches touched (pipelines/transform.py).
-CREATE OR REPLACE TEMP MACRO in_scope(src, raw_key, batch) AS true;
+-- Which raw rows a keyed staging model reads: every row, except in a key-scoped build
+-- (pipelines/transform.py), which sets scope_after to the last batch of the previous build
+-- and fills scope_keys with the keys the later batches touched. Keys are matched in every
+-- source (a superset, rebuilt whole): a (source, key) pair had to be built as a struct for
+-- every row, which cost 14% of a full deals build even with no key in scope.
+CREATE TEMP TABLE IF NOT EXISTS scope_keys (key VARCHAR);
+CREATE OR REPLACE TEMP MACRO in_scope(raw_key, batch) AS
+    getvariable('scope_after') IS NULL OR batch > getvariable('scope_after')
+    OR nullif(trim(raw_key), '') IN (SELECT key FROM scope_keys);
 
 CREATE OR REPLACE TEMP MACRO parse_bool(s) AS
     CASE WHEN lower(trim(s)) IN ('true', 't', '1', 'yes', 'y') THEN true
@@ -105,24 +111,31 @@ CREATE OR REPLACE TEMP MACRO fx_days(rates) AS TABLE
                  lead(date) OVER (PARTITION BY currency ORDER BY date) AS next_date
           FROM query_table(rates));
 
--- The last version of each key among a staging model's parsed rows (`rows` names its
--- CTE; `key` is the parsed key column): the latest `version` (where the model orders its
--- versions by a time, as deals do by updated_at), then the latest batch, then the latest
--- line, wins. Rows without a key, and rows `alone` says cannot be ordered, are each
--- judged on their own. Only keys landed more than once are ranked: sorting every row to
--- find the few repeated keys was the largest cost of a full build (issue 5). Stage
--- history collapses exact repeats instead.
-CREATE OR REPLACE TEMP MACRO last_occurrence(rows, key, version := NULL, alone := false) AS TABLE
-    WITH keyed AS NOT MATERIALIZED (SELECT *, key AS _version_key FROM query_table(rows)),
+-- The one dedup rule of every staging model: the last version of each key among its parsed
+-- rows (`rows` names its CTE; `key` is the parsed key, an expression or a struct). The latest
+-- `version` (where the model orders versions by a time, as deals do by updated_at), then the
+-- latest batch, then the latest line, wins. Keys are per source unless `per_source` is false
+-- (one FX rate per day and currency, whichever source brought it). `within` splits a key
+-- further when ranking (stage history: one row per entry time of a deal's stage), while
+-- only `key` is used to find the keys landed more than once, the only ones ranked: sorting
+-- every row was the largest cost of a full build. Rows without a key, and rows `alone`
+-- says cannot be ordered, are each judged on their own.
+CREATE OR REPLACE TEMP MACRO last_occurrence(rows, key, version := NULL, alone := false, within := NULL,
+                                              per_source := true) AS TABLE
+    WITH keyed AS NOT MATERIALIZED (
+        SELECT *, CASE WHEN per_source THEN source ELSE '' END AS _version_source, key AS _version_key
+        FROM query_table(rows)
+    ),
     repeated AS (
-        SELECT source, _version_key FROM keyed WHERE _version_key IS NOT NULL GROUP BY ALL HAVING count(*) > 1
+        SELECT _version_source, _version_key FROM keyed WHERE _version_key IS NOT NULL
+        GROUP BY ALL HAVING count(*) > 1
     )
-    SELECT * EXCLUDE (_version_key) FROM (
-        SELECT * FROM keyed ANTI JOIN repeated USING (source, _version_key)
+    SELECT * EXCLUDE (_version_source, _version_key) FROM (
+        SELECT * FROM keyed ANTI JOIN repeated USING (_version_source, _version_key)
         UNION ALL BY NAME
-        SELECT * FROM keyed SEMI JOIN repeated USING (source, _version_key)
+        SELECT * FROM keyed SEMI JOIN repeated USING (_version_source, _version_key)
         QUALIFY row_number() OVER (
-            PARTITION BY source, _version_key, CASE WHEN alone THEN _raw_rowid END
+            PARTITION BY _version_source, _version_key, within, CASE WHEN alone THEN _raw_rowid END
             ORDER BY version DESC NULLS LAST, _batch_id DESC, _row_number DESC
         ) = 1
     );

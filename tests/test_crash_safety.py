@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -27,8 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
+import dagster as dg
 import pytest
+import sqlalchemy
 import yaml
+from filelock import FileLock
 
 from connectors.fakes.hubspot import FakeHubSpot, list_after
 from connectors.fakes.server import Fault
@@ -53,7 +55,7 @@ FLOAT_TYPES = {"DOUBLE", "FLOAT", "REAL"}
 # sync re-reads a lookback window in other pages, so the same record lands at another position.
 API_ROW_POSITION = frozenset({"_row_number"})
 
-# (step, phase): where the nightly job is killed. Half-way through the step, by the reference timing.
+# (step, phase): where the nightly job is killed: a third of the way through the step, by the reference timing.
 KILL_POINTS = (
     ("raw__deal_stage_history", "mid-load"),
     ("raw__deals", "mid-load"),
@@ -62,6 +64,9 @@ KILL_POINTS = (
     ("kpi__periodic", "mid-KPI/ROI"),
     ("publish__analyst_copy", "mid-publish"),
 )
+
+
+STEP_EVENTS = {dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_SUCCESS}
 
 
 # -- fingerprints ------------------------------------------------------------------------------
@@ -179,20 +184,16 @@ def sigkill(proc: subprocess.Popen) -> None:
 
 
 def step_events(home: Path) -> dict[tuple[str, str], float]:
-    """{(event type, step key): unix time} of the runs recorded in a Dagster instance."""
+    """{(event type, step key): unix time} of the runs recorded in a Dagster instance (read through its API)."""
     events: dict[tuple[str, str], float] = {}
-    for shard in (home / "history" / "runs").glob("*.db"):
-        if shard.name == "index.db":
-            continue
-        try:
-            with sqlite3.connect(f"file:{shard}?mode=ro", uri=True, timeout=0.5) as con:
-                rows = con.execute(
-                    "SELECT dagster_event_type, step_key, (julianday(timestamp) - 2440587.5) * 86400.0 "
-                    "FROM event_logs WHERE dagster_event_type IN ('STEP_START', 'STEP_SUCCESS')"
-                ).fetchall()
-        except sqlite3.Error:  # not created yet, or mid-write: look again on the next poll
-            continue
-        events.update({(kind, step): float(at) for kind, step, at in rows})
+    try:
+        # The same lock as crm-roi's: the first to open a new home creates its storage, once.
+        with FileLock(home / ".crm_roi_instance.lock"), dg.DagsterInstance.from_config(str(home)) as instance:
+            for run in instance.get_runs():
+                for record in instance.all_logs(run.run_id, of_type=STEP_EVENTS):
+                    events[(record.dagster_event.event_type_value, record.step_key)] = record.timestamp
+    except sqlalchemy.exc.OperationalError:  # the run is writing its storage: look again on the next poll
+        pass
     return events
 
 
@@ -386,7 +387,7 @@ def test_two_runs_started_together_both_finish_and_leave_the_clean_tables(
     assert files == distinct
 
 
-OPEN_INSTANCE = "from pipelines.cli import _instance; _instance().dispose()"
+OPEN_INSTANCE = "from pipelines.runner import dagster_instance; dagster_instance().dispose()"
 
 
 @pytest.mark.reliability
@@ -404,8 +405,9 @@ def test_a_new_dagster_home_opened_by_several_runs_at_once_is_created_once(tmp_p
                                     stderr=subprocess.PIPE, text=True) for _ in range(4)]
         errors = [(proc.communicate(timeout=120)[1], proc.returncode) for proc in openers]
         assert [err[-2000:] for err, code in errors if code != 0] == []
-        with sqlite3.connect(home / "history" / "runs.db") as runs_db:
-            assert runs_db.execute("SELECT count(*) FROM alembic_version").fetchone()[0] == 1
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            current, head = instance.run_storage.alembic_version()
+        assert current == head  # stamped once, at the head revision
 
 
 HOLDER = """
@@ -442,9 +444,7 @@ def test_a_file_held_by_another_process_fails_the_run_with_one_line_after_the_wa
 @pytest.mark.reliability
 def test_a_killed_run_does_not_keep_the_duckdb_pool_slot(scaled_exports: Path, tmp_path: Path):
     """A SIGKILLed run cannot release its `duckdb` pool slot; the next `crm-roi run` frees it
-    (pipelines/cli.py release_dead_runs) instead of waiting for it forever."""
-    import dagster as dg
-
+    (pipelines/runner.py release_dead_runs) instead of waiting for it forever."""
     workdir = workspace(tmp_path, scaled_exports, "slot")
     home = new_home(workdir)
     kill_mid_step(workdir, home, "raw__deals")

@@ -16,6 +16,7 @@ import duckdb
 import pytest
 import yaml
 
+from pipelines.config import load_settings
 from pipelines.definitions import build_defs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -43,7 +44,7 @@ def demo_config(tmp_path: Path) -> Path:
 
 
 def test_asset_graph_is_complete_and_grouped_by_layer():
-    defs = build_defs(str(REPO / "crm_roi.yaml"))
+    defs = build_defs(load_settings(REPO / "crm_roi.yaml"))
     graph = defs.resolve_asset_graph()
     specs = {key.to_user_string(): graph.get(key) for key in graph.get_all_asset_keys()}
     assert set(specs) == EXPECTED_KEYS
@@ -59,13 +60,18 @@ def test_asset_graph_is_complete_and_grouped_by_layer():
     fresh = {k for k, node in specs.items() if node.freshness_policy is not None}
     assert fresh == {k for k in EXPECTED_KEYS if k.split("/")[0] in ("kpi", "roi", "publish")}
     assert [s.name for s in defs.sensors] == ["nightly_failure_alert"]
-    # KPI tables wait for every staging table.
-    upstream = {k.to_user_string() for k in graph.get(dg.AssetKey(["kpi", "periodic"])).parent_keys}
-    assert {k for k in EXPECTED_KEYS if k.startswith("staging/")} <= upstream
+    # Each table waits for exactly the tables its SQL reads; the analysts' copy for every KPI and ROI table.
+    def parents(key: str) -> set[str]:
+        return {k.to_user_string() for k in graph.get(dg.AssetKey(key.split("/"))).parent_keys}
+    assert parents("kpi/periodic") == {"staging/deals", "staging/customers", "staging/finance_gl",
+                                       "staging/csat", "staging/crm_usage"}
+    assert parents("staging/deals") == {"raw/deals", "staging/fx_rates"}
+    assert parents("roi/summary") == {"roi/rolling", "kpi/periodic"}
+    assert parents("publish/analyst_copy") == {k for k in EXPECTED_KEYS if k.split("/")[0] in ("kpi", "roi")}
 
 
 def test_schedule_uses_the_configured_cron(demo_config: Path):
-    defs = build_defs(str(demo_config))
+    defs = build_defs(load_settings(demo_config))
     schedule = defs.resolve_schedule_def("nightly_schedule")
     assert schedule.cron_schedule == "30 3 * * *"
     assert schedule.execution_timezone == "UTC"
@@ -78,7 +84,7 @@ def test_schedule_uses_the_configured_cron(demo_config: Path):
 
 
 def test_nightly_job_materializes_every_table(demo_config: Path):
-    defs = build_defs(str(demo_config))
+    defs = build_defs(load_settings(demo_config))
     instance = dg.DagsterInstance.ephemeral()
     result = defs.resolve_job_def("nightly").execute_in_process(instance=instance)
     assert result.success
@@ -108,7 +114,7 @@ def test_blocking_check_stops_kpis_from_building_on_a_broken_table(demo_config: 
     # is present), the Pandera contract for staging.fx_rates does not.
     with (demo_config.parent / "fx_rates.csv").open("a") as handle:
         handle.write("2025-01-01,EURO,1.1\n")
-    defs = build_defs(str(demo_config))
+    defs = build_defs(load_settings(demo_config))
     result = defs.resolve_job_def("nightly").execute_in_process(
         instance=dg.DagsterInstance.ephemeral(), raise_on_error=False
     )
@@ -125,7 +131,7 @@ def writers_in_parallel_branches() -> dg.JobDefinition:
     """Three independent raw -> staging branches, which a multiprocess executor would run side
     by side; module-level so each step process can rebuild the job."""
     branches = [dg.AssetKey(["staging", t]) for t in ("customers", "csat", "crm_usage")]
-    defs = build_defs(os.environ["CRM_ROI_CONFIG"])
+    defs = build_defs(load_settings(os.environ["CRM_ROI_CONFIG"]))
     return dg.Definitions(
         assets=defs.assets,
         resources=defs.resources,

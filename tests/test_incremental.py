@@ -34,7 +34,7 @@ def _exports(folder: Path) -> Path:
 
 def _nightly(config: Path) -> dict[tuple[str, str], dict]:
     """Run the nightly job; return each Pandera check's metadata by (table, check)."""
-    result = build_defs(str(config)).resolve_job_def("nightly").execute_in_process(
+    result = build_defs(load_settings(config)).resolve_job_def("nightly").execute_in_process(
         instance=dg.DagsterInstance.ephemeral()
     )
     assert result.success
@@ -189,7 +189,7 @@ def test_a_key_scoped_rebuild_gives_the_rows_of_a_full_rebuild(tmp_path: Path, m
     scoped_builds = []
     real = transform._rebuild_affected_keys
     monkeypatch.setattr(transform, "_rebuild_affected_keys",
-                        lambda con, table, after: scoped_builds.append(table) or real(con, table, after))
+                        lambda con, spec, after: scoped_builds.append(spec.short_name) or real(con, spec, after))
     incremental = run_pipeline(load_settings(config))
     assert scoped_builds == ["deals"]  # the delta went down the key-scoped path
 
@@ -213,13 +213,3 @@ def test_a_key_scoped_rebuild_gives_the_rows_of_a_full_rebuild(tmp_path: Path, m
     # D5's fixed version replaced its quarantined one; both keyless rows stay quarantined on their own.
     assert quarantined == [(None, "missing deal_id"), (None, "missing deal_id"),
                            ("D3", "no fx rate for XYZ on or before 2025-03-02"), ("D4", "unparseable updated_at")]
-
-
-def test_a_key_scoped_build_materialises_the_parsed_rows_of_every_keyed_model():
-    # _scoped() turns each keyed model's streamed CTEs into materialised ones; a model whose
-    # parsed CTE no longer reads "AS NOT MATERIALIZED (" would silently scan raw several times.
-    for table in transform.KEYED_TABLES:
-        model = transform.sql_text(f"staging/{table}")
-        scoped = transform._scoped(model)
-        assert "WITH parsed AS NOT MATERIALIZED (" in model, table
-        assert " AS NOT MATERIALIZED (" not in scoped and " AS MATERIALIZED (" in scoped, table

@@ -294,7 +294,7 @@ def test_a_deleted_organization_is_a_customer_until_the_full_sync_schedule_marks
     run_pipeline(settings).close()
     assert deleted_flag() is False
     # The weekly full sync as Dagster runs it: the nightly job with the schedule's run config.
-    defs = build_defs(str(config_file))
+    defs = build_defs(load_settings(config_file))
     schedule = defs.resolve_schedule_def("full_sync_schedule")
     assert schedule.cron_schedule == "0 4 * * 0"
     with dg.instance_for_test() as instance:

@@ -12,6 +12,7 @@ import dagster as dg
 import duckdb
 import yaml
 
+from pipelines.config import load_settings
 from pipelines.definitions import build_defs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,7 +35,7 @@ ANALYST = textwrap.dedent(
 
 
 def _nightly(config: Path) -> None:
-    result = build_defs(str(config)).resolve_job_def("nightly").execute_in_process(
+    result = build_defs(load_settings(config)).resolve_job_def("nightly").execute_in_process(
         instance=dg.DagsterInstance.ephemeral()
     )
     assert result.success

@@ -1,13 +1,7 @@
-"""The raw layer lives in its own DuckDB file, beside the working file, and never in the analysts' copy.
-
-A working file from a release before the split (schema `raw` inside it) is converted on
-its first run: the raw rows move, nothing is loaded twice, and every derived table comes
-out as a fresh build gives it.
-"""
+"""The raw layer lives in its own DuckDB file, beside the working file, and never in the analysts' copy."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import duckdb
@@ -62,33 +56,3 @@ def test_raw_rows_are_in_the_raw_file_and_in_no_other(fresh: Path):
             "SELECT (SELECT count(*) FROM deals), (SELECT sum(row_count) FROM loaded_files WHERE stream = 'deals')"
         ).fetchone()
     assert landed == recorded > 5000
-
-
-def test_a_working_file_from_before_the_split_is_converted_with_nothing_lost(fresh: Path, tmp_path: Path):
-    # The state an older release left: the raw tables (as this release's run landed them)
-    # inside the working file under schema raw, with its batch sequence, and stale derived tables.
-    old = tmp_path / "demo.duckdb"
-    with duckdb.connect(str(old)) as con:
-        con.execute("ATTACH ? AS landed (READ_ONLY)", [str(fresh.with_suffix(".raw.duckdb"))])
-        con.execute("CREATE SCHEMA raw")
-        for (table,) in con.execute(
-                "SELECT table_name FROM duckdb_tables() WHERE database_name = 'landed'").fetchall():
-            con.execute(f'CREATE TABLE raw."{table}" AS FROM landed."{table}"')
-        last_batch = con.execute("SELECT max(batch_id) FROM raw.loaded_files").fetchone()[0]
-        con.execute(f"CREATE SEQUENCE raw.batch_seq START {last_batch}")
-        con.execute("SELECT nextval('raw.batch_seq')")  # the old release had used up to last_batch
-        con.execute("CREATE SCHEMA staging")
-        con.execute("CREATE TABLE staging.deals AS SELECT 'stale' AS deal_id")
-    # A move that was interrupted after the raw file committed: its rows are there already.
-    shutil.copyfile(fresh.with_suffix(".raw.duckdb"), old.with_suffix(".raw.duckdb"))
-
-    demo(old)
-
-    assert "raw" not in schemas(old)
-    moved = table_rows(old.with_suffix(".raw.duckdb"), "main")
-    assert moved == table_rows(fresh.with_suffix(".raw.duckdb"), "main")  # not lost, not doubled, not reloaded
-    for schema in ("staging", "quarantine", "kpi", "roi"):
-        assert table_rows(old.with_suffix(".published.duckdb"), schema) == table_rows(
-            fresh.with_suffix(".published.duckdb"), schema), schema
-    with duckdb.connect(str(old.with_suffix(".raw.duckdb"))) as con:
-        assert con.execute("SELECT nextval('batch_seq')").fetchone()[0] == last_batch + 1

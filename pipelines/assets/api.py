@@ -8,7 +8,8 @@ failure while the other sources' data still reaches staging.
 import dagster as dg
 
 from pipelines.api_sync import sync_stream
-from pipelines.assets.raw import POOL, RawLoadConfig
+from pipelines.assets import POOL
+from pipelines.assets.raw import RawLoadConfig
 from pipelines.config import Settings
 from pipelines.logs import log_event
 from pipelines.resources import CrmRoi
@@ -36,9 +37,11 @@ def _api_asset(source: str, kind: str, stream: str) -> dg.AssetsDefinition:
             "A full sync then marks deleted what the CRM no longer returns."
         ),
     )
-    def api_stream(context: dg.AssetExecutionContext, config: RawLoadConfig, crm_roi: CrmRoi) -> dg.MaterializeResult:
-        with crm_roi.warehouse() as (settings, con):
-            connector = open_connector(dict(settings.api_sources())[source])
+    def api_stream(
+        context: dg.AssetExecutionContext, config: RawLoadConfig, crm_roi: dg.ResourceParam[CrmRoi]
+    ) -> dg.MaterializeResult:
+        with crm_roi.warehouse() as con:
+            connector = open_connector(dict(crm_roi.settings.api_sources())[source])
             try:
                 result = sync_stream(con, source, connector, stream, full=config.full_reload)
             finally:
@@ -75,10 +78,8 @@ def _api_asset(source: str, kind: str, stream: str) -> dg.AssetsDefinition:
     return api_stream
 
 
-def api_assets(settings: Settings | None) -> list[dg.AssetsDefinition]:
+def api_assets(settings: Settings) -> list[dg.AssetsDefinition]:
     """One asset per stream of every API source in the config."""
-    if settings is None:
-        return []
     return [
         _api_asset(name, config.kind, stream)
         for name, config in settings.api_sources()
@@ -86,11 +87,9 @@ def api_assets(settings: Settings | None) -> list[dg.AssetsDefinition]:
     ]
 
 
-def api_deps_by_table(settings: Settings | None) -> dict[str, list[dg.AssetKey]]:
+def api_deps_by_table(settings: Settings) -> dict[str, list[dg.AssetKey]]:
     """Which API assets feed each raw table, so staging waits for them."""
     deps: dict[str, list[dg.AssetKey]] = {}
-    if settings is None:
-        return deps
     for name, config in settings.api_sources():
         for stream in API_STREAMS[config.kind]:
             for table in STREAM_TABLES[stream]:

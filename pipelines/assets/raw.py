@@ -4,12 +4,11 @@ import time
 
 import dagster as dg
 
+from pipelines.assets import POOL
 from pipelines.logs import log_event
 from pipelines.raw_files import LoadResult, load_stream, required_streams_present, stream_inputs
 from pipelines.resources import CrmRoi
 from pipelines.warehouse import RAW_STREAMS
-
-POOL = "duckdb"
 
 
 class RawLoadConfig(dg.Config):
@@ -29,9 +28,12 @@ def _raw_asset(stream: str) -> dg.AssetsDefinition:
             "Each file is loaded once, tracked by name and content hash in raw.loaded_files."
         ),
     )
-    def raw_stream(context: dg.AssetExecutionContext, config: RawLoadConfig, crm_roi: CrmRoi) -> dg.MaterializeResult:
+    def raw_stream(
+        context: dg.AssetExecutionContext, config: RawLoadConfig, crm_roi: dg.ResourceParam[CrmRoi]
+    ) -> dg.MaterializeResult:
         started = time.monotonic()
-        with crm_roi.warehouse() as (settings, con):
+        settings = crm_roi.settings
+        with crm_roi.warehouse() as con:
             required_streams_present(settings)
             total = LoadResult()
             for spec in stream_inputs(settings, stream):

@@ -1,6 +1,6 @@
--- staging.crm_usage: one row per period_start (the last occurrence wins);
--- adoption is active_users / licensed_seats.
-WITH parsed AS (
+-- staging.crm_usage: one row per period_start, whichever source brought it (the last
+-- occurrence wins); adoption is active_users / licensed_seats.
+WITH parsed AS NOT MATERIALIZED (
     SELECT
         r._source AS source,
         parse_date(r.period_start) AS period_start,
@@ -8,12 +8,7 @@ WITH parsed AS (
         parse_number(r.licensed_seats) AS licensed_seats,
         r.period_start AS raw_period_start, r.active_users AS raw_active_users,
         r.licensed_seats AS raw_licensed_seats,
-        r.rowid AS _raw_rowid, r._row_number, r._batch_id,
-        row_number() OVER (
-            PARTITION BY coalesce('key:' || parse_date(r.period_start),
-                                  'row:' || r._batch_id || ':' || r._row_number)
-            ORDER BY r._batch_id DESC, r._row_number DESC
-        ) AS version_rank
+        r.rowid AS _raw_rowid, r._row_number, r._batch_id
     FROM raw.crm_usage AS r
 )
 SELECT
@@ -30,5 +25,4 @@ SELECT
              WHEN licensed_seats < 0 THEN 'negative licensed_seats' END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
     _raw_rowid
-FROM parsed
-WHERE version_rank = 1
+FROM last_occurrence('parsed', period_start, per_source := false)

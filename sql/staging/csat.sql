@@ -9,7 +9,7 @@ WITH parsed AS NOT MATERIALIZED (
         r.responded_at AS raw_responded_at, r.score AS raw_score,
         r.rowid AS _raw_rowid, r._row_number, r._batch_id
     FROM raw.csat AS r
-    WHERE in_scope(r._source, r.response_id, r._batch_id)
+    WHERE in_scope(r.response_id, r._batch_id)
 )
 SELECT
     source, response_id, customer_id, responded_at, score, _batch_id AS batch_id,

@@ -14,7 +14,7 @@ WITH parsed AS NOT MATERIALIZED (
         r.started_at AS raw_started_at, r.churned_at AS raw_churned_at, r.mrr AS raw_mrr,
         r.rowid AS _raw_rowid, r._row_number, r._batch_id
     FROM raw.customers AS r
-    WHERE in_scope(r._source, r.customer_id, r._batch_id)
+    WHERE in_scope(r.customer_id, r._batch_id)
 )
 SELECT
     source, customer_id, name, started_at, churned_at, mrr, is_deleted, _batch_id AS batch_id,

@@ -10,20 +10,13 @@ WITH parsed AS NOT MATERIALIZED (
         r.rowid AS _raw_rowid, r._row_number, r._batch_id
     FROM raw.deal_stage_history AS r
 ),
--- (deal, stage) pairs landed more than once: only their rows can be exact repeats, so
--- only they are ranked (a superset: a deal may enter a stage again at another time).
-repeated AS (
-    SELECT source, deal_id, stage FROM parsed
-    WHERE deal_id IS NOT NULL AND stage IS NOT NULL GROUP BY ALL HAVING count(*) > 1
-),
+-- Exact repeats collapse: one row per (deal, stage, entered_at). Only the (deal, stage) pairs
+-- landed more than once can hold repeats, so only they are ranked; a row whose entry time
+-- did not parse is judged on its own.
 latest AS (
-    SELECT * FROM parsed ANTI JOIN repeated USING (source, deal_id, stage)
-    UNION ALL BY NAME
-    SELECT * FROM parsed SEMI JOIN repeated USING (source, deal_id, stage)
-    QUALIFY row_number() OVER (
-        PARTITION BY source, deal_id, stage, coalesce(CAST(entered_at AS VARCHAR), 'row:' || _raw_rowid)
-        ORDER BY _batch_id DESC, _row_number DESC
-    ) = 1
+    SELECT * FROM last_occurrence(
+        'parsed', CASE WHEN deal_id IS NOT NULL AND stage IS NOT NULL THEN {'deal_id': deal_id, 'stage': stage} END,
+        within := entered_at, alone := entered_at IS NULL)
 ),
 -- When the deal left this stage: the next valid entry of the same deal (null: still in it).
 -- Computed here, where the table is rebuilt only when the history changes, rather than in

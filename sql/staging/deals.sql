@@ -24,7 +24,7 @@ WITH parsed AS NOT MATERIALIZED (
         r.is_won AS raw_is_won, r.is_deleted AS raw_is_deleted,
         r.rowid AS _raw_rowid, r._row_number, r._batch_id
     FROM raw.deals AS r
-    WHERE in_scope(r._source, r.deal_id, r._batch_id)
+    WHERE in_scope(r.deal_id, r._batch_id)
 ),
 -- A deal's versions are ordered by updated_at (given, else the latest of its created and
 -- closed times). A row whose updated_at did not parse, or is implausible, cannot be

@@ -13,7 +13,7 @@ WITH parsed AS NOT MATERIALIZED (
         r.posted_on AS raw_posted_on, r.amount AS raw_amount,
         r.rowid AS _raw_rowid, r._row_number, r._batch_id
     FROM raw.finance_gl AS r
-    WHERE in_scope(r._source, r.entry_id, r._batch_id)
+    WHERE in_scope(r.entry_id, r._batch_id)
 ),
 priced AS (
     SELECT

@@ -1,19 +1,13 @@
--- staging.fx_rates: one rate per (date, currency); the last occurrence wins.
--- rate_to_base converts one unit of `currency` into the base currency.
-WITH parsed AS (
+-- staging.fx_rates: one rate per (date, currency), whichever source brought it; the last
+-- occurrence wins. rate_to_base converts one unit of `currency` into the base currency.
+WITH parsed AS NOT MATERIALIZED (
     SELECT
         r._source AS source,
         parse_date(r.date) AS date,
         upper(trim(r.currency)) AS currency,
         parse_number(r.rate_to_base) AS rate_to_base,
         r.date AS raw_date, r.rate_to_base AS raw_rate,
-        r.rowid AS _raw_rowid, r._row_number, r._batch_id,
-        row_number() OVER (
-            PARTITION BY CASE WHEN parse_date(r.date) IS NULL OR r.currency IS NULL
-                              THEN 'row:' || r._batch_id || ':' || r._row_number
-                              ELSE parse_date(r.date) || ':' || upper(trim(r.currency)) END
-            ORDER BY r._batch_id DESC, r._row_number DESC
-        ) AS version_rank
+        r.rowid AS _raw_rowid, r._row_number, r._batch_id
     FROM raw.fx_rates AS r
 )
 SELECT
@@ -27,5 +21,6 @@ SELECT
              WHEN rate_to_base <= 0 THEN 'rate_to_base not positive' END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
     _raw_rowid
-FROM parsed
-WHERE version_rank = 1
+FROM last_occurrence(
+    'parsed', CASE WHEN date IS NOT NULL AND currency IS NOT NULL THEN {'date': date, 'currency': currency} END,
+    per_source := false)

@@ -1,0 +1,38 @@
+"""The short run summary printed by `crm-roi run` and `crm-roi demo`."""
+
+from __future__ import annotations
+
+import duckdb
+
+from pipelines.config import Settings
+
+
+def summary_lines(settings: Settings) -> list[str]:
+    """What was loaded and rejected, and the ROI headline, from the analysts' copy."""
+    with duckdb.connect(str(settings.published_path), read_only=True) as con:
+        periods, complete = con.execute(
+            "SELECT count(*), count(*) FILTER (WHERE is_complete) FROM kpi.periodic"
+        ).fetchone()
+        loaded = con.execute("SELECT count(*) FROM staging.deals").fetchone()[0]
+        rejected = con.execute(
+            "SELECT table_name, count(*) FROM quarantine.rejected_rows GROUP BY ALL ORDER BY 1"
+        ).fetchall()
+        roi = con.execute(
+            "SELECT cumulative_benefit, cumulative_cost, roi, roi_pct, payback_period_months, npv "
+            "FROM roi.summary"
+        ).fetchone()
+    benefit, cost, roi_x, roi_pct, payback, npv = roi
+
+    def money(v: float | None) -> str:
+        return "n/a" if v is None else f"{v:,.0f} {settings.base_currency}"
+
+    quarantined = ", ".join(f"{t} {n}" for t, n in rejected) or "none"
+    return [
+        f"periods          {periods} {settings.period}s ({complete} complete), as of {settings.effective_as_of}",
+        f"deals loaded     {loaded:,}; quarantined rows: {quarantined}",
+        f"benefit / cost   {money(benefit)} / {money(cost)}",
+        "ROI              " + ("n/a (no CRM cost yet)" if roi_x is None else f"{roi_x:.2f}x ({roi_pct:.1f} %)"),
+        "payback          " + ("not reached" if payback is None else f"{payback:g} months after go-live"),
+        f"NPV              {money(npv)}",
+        f"tables           {settings.published_path} (schemas kpi, roi, staging, quarantine)",
+    ]

@@ -1,0 +1,60 @@
+"""The registry is the one declaration of every table: the SQL, the warehouse and the docs agree with it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from pipelines.models import KPIS, REGISTRY, Kpi, RegistryError, check_registry
+from tests.conftest import deal, gl, rows
+
+
+def test_every_table_has_the_columns_the_registry_declares(project):
+    con = project(deals=[deal("D1", "2025-01-05", "2025-01-20", won=True)],
+                  finance=[gl("G1", "2025-01-10", "6100", "100")])
+    for table in REGISTRY.tables:
+        actual = [r["column_name"] for r in rows(
+            con, "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
+                 "ORDER BY ordinal_position", [table.schema, table.short_name])]
+        assert actual == list(table.columns), table.name
+        assert all(table.columns.values()), table.name
+
+
+def _with_kpi(kpi: Kpi, *tables: str) -> object:
+    """The registry as if `kpi` had been declared, and its columns added to `tables`' entries."""
+    def widen(table):
+        if table.name not in tables:
+            return table
+        return dataclasses.replace(table, columns={**table.columns, kpi.name: kpi.meaning})
+    return dataclasses.replace(REGISTRY, marts=tuple(widen(t) for t in REGISTRY.marts))
+
+
+def test_a_kpi_without_a_baseline_rule_is_an_error_at_load():
+    kpi = Kpi("pipeline_coverage", "Open pipeline / quota.", "mean")
+    with pytest.raises(RegistryError, match=r"baseline\.sql does not select pipeline_coverage.*baseline rule"):
+        check_registry(_with_kpi(kpi, "kpi.baseline"))
+
+
+def test_a_column_the_sql_selects_but_the_registry_lacks_is_an_error_at_load():
+    without = dataclasses.replace(REGISTRY, marts=tuple(
+        dataclasses.replace(t, columns={c: m for c, m in t.columns.items() if c != "crm_cost"})
+        if t.name == "kpi.periodic" else t for t in REGISTRY.marts))
+    with pytest.raises(RegistryError, match=r"periodic\.sql selects crm_cost, which kpi\.periodic does not declare"):
+        check_registry(without)
+
+
+def test_upstream_tables_are_read_from_the_sql():
+    assert REGISTRY.table("staging.deals").reads == {"raw.deals", "staging.fx_rates"}
+    assert REGISTRY.table("kpi.vs_baseline").reads == {"kpi.periodic", "kpi.baseline"}
+    assert REGISTRY.table("staging.finance_gl").variables == {"accounts", "base_currency"}
+    names = [t.name for t in REGISTRY.staging]
+    assert names.index("staging.fx_rates") < names.index("staging.deals")
+
+
+def test_kpis_are_declared_once_with_a_baseline_rule():
+    periodic = REGISTRY.table("kpi.periodic").columns
+    baseline = REGISTRY.table("kpi.baseline").columns
+    for kpi in KPIS:
+        assert periodic[kpi.name] == kpi.meaning
+        assert baseline[kpi.name].startswith(kpi.meaning) and "Baseline:" in baseline[kpi.name]
