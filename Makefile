@@ -5,14 +5,14 @@ UV := .tools/bin/uv
 VENV := .venv
 DAGSTER_HOME_DIR := $(CURDIR)/.dagster_home
 
-.PHONY: setup demo test lint dev audit clean bench bench-smoke
+.PHONY: setup demo test test-fast lint docs dev audit clean bench bench-smoke
 
 $(UV):
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet --disable-pip-version-check uv==0.13.8
 
 # --compile-bytecode: every run would otherwise compile Dagster's modules again where .pyc files
-# cannot be written (PYTHONDONTWRITEBYTECODE, read-only images): ~2.5 s of each run's start (issue 5).
+# cannot be written (PYTHONDONTWRITEBYTECODE, read-only images), seconds of each run's start.
 $(VENV)/.synced: $(UV) pyproject.toml uv.lock
 	$(UV) sync --frozen --extra dev --python $(PYTHON) --compile-bytecode
 	touch $@
@@ -33,9 +33,19 @@ $(DAGSTER_HOME_DIR)/dagster.yaml: dagster.yaml
 demo: setup $(DAGSTER_HOME_DIR)/dagster.yaml
 	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(VENV)/bin/crm-roi demo
 
+# The full suite, as CI runs it.
 test: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/python -m pytest
+
+# The edit loop: without the multiprocess, CLI-of-Dagster, wheel and kill-the-run tests.
+test-fast: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/python -m pytest -m "not slow and not reliability"
+
+# Regenerate docs/configuration.md and docs/tables.md from the config models and the registry.
+docs: setup
+	$(VENV)/bin/python -m pipelines.reference
 
 lint: setup
 	$(VENV)/bin/ruff check .
@@ -44,7 +54,7 @@ lint: setup
 dev: setup $(DAGSTER_HOME_DIR)/dagster.yaml
 	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(VENV)/bin/dagster dev
 
-# Issue 5's benchmark: writes bench/RESULTS.md, bench/results.json and bench/scaling.png (see bench/run.py).
+# The benchmark: writes bench/RESULTS.md, bench/results.json and bench/scaling.png (see bench/run.py).
 BENCH_ARGS ?= --sizes 100000,1000000,5000000 --repeat 3
 bench: setup $(BENCH_VENV)/.synced
 	$(BENCH_VENV)/bin/python -m bench.run --product-python $(VENV)/bin/python $(BENCH_ARGS)

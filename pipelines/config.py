@@ -51,17 +51,20 @@ class _Strict(BaseModel):
 class FilesSource(_Strict):
     """A folder of CRM export files, read through a column-mapping profile."""
 
-    kind: Literal["files"]
-    name: str | None = None
-    path: Path
-    profile: Literal["canonical", "hubspot_export", "salesforce_export", "pipedrive_export", "custom"] = "canonical"
-    # canonical stream -> file name or glob; null: this source does not provide the stream
-    files: dict[str, str | None] = Field(default_factory=dict)
-    columns: dict[str, str] = Field(default_factory=dict)
-    won_stages: list[str] = Field(default_factory=list)
-    lost_stages: list[str] = Field(default_factory=list)
-    currency: str | None = None
-    timezone: str = "UTC"
+    kind: Literal["files"] = Field(description="`files`: a folder of export files.")
+    name: str | None = Field(None, description="Name keys are namespaced by; default `files_1`, `files_2`, ...")
+    path: Path = Field(description="The folder, relative to the config file.")
+    profile: Literal["canonical", "hubspot_export", "salesforce_export", "pipedrive_export", "custom"] = Field(
+        "canonical", description="How the files' columns map onto the canonical ones (see docs/connectors.md).")
+    files: dict[str, str | None] = Field(default_factory=dict, description=(
+        "Canonical stream -> file name or glob (default `<stream>.csv` and `<stream>_*.csv`); "
+        "`null`: this source does not provide that stream."))
+    columns: dict[str, str] = Field(default_factory=dict, description="Canonical column -> the file's header.")
+    won_stages: list[str] = Field(default_factory=list, description="Stage values that mean closed won.")
+    lost_stages: list[str] = Field(default_factory=list, description="Stage values that mean closed lost.")
+    currency: str | None = Field(None, description="Currency of amounts when the file has no currency column.")
+    timezone: str = Field("UTC", description=(
+        "IANA time zone of times written without an offset (e.g. HubSpot's portal time zone)."))
 
     @field_validator("path")
     @classmethod
@@ -125,15 +128,17 @@ def _tls_url(url: str) -> str:
 
 
 class _ApiSource(_Strict):
-    name: str | None = None
-    base_url: str | None = None
-    # canonical column -> the CRM's (custom) property or field name
-    columns: dict[str, str] = Field(default_factory=dict)
-    lookback_minutes: int = Field(60, ge=0, le=7 * 24 * 60)
-    # How long one request may keep retrying (429, 5xx, resets) before the stream stops for the night:
-    # the defaults give up after about 15 s of backoff; 40 attempts of up to 120 s outlast a 10-minute outage.
-    retry_attempts: int = Field(6, ge=1, le=100)
-    retry_max_wait_seconds: float = Field(60.0, ge=1, le=3600)
+    name: str | None = Field(None, description="Name keys are namespaced by; default `<kind>_1`, ...")
+    base_url: str | None = Field(None, description=(
+        "The API's address (default: the vendor's); https only, except http on 127.0.0.1/localhost."))
+    columns: dict[str, str] = Field(default_factory=dict, description=(
+        "Canonical column -> a (custom) property or field of the CRM, e.g. `{churned_at: churn_date}`."))
+    lookback_minutes: int = Field(60, ge=0, le=7 * 24 * 60, description=(
+        "Re-read this much before the cursor: search indexes are eventually consistent."))
+    # The defaults give up after about 15 s of backoff; 40 attempts of up to 120 s outlast a 10-minute outage.
+    retry_attempts: int = Field(6, ge=1, le=100, description=(
+        "Attempts per request (429, 5xx, dropped connections) before the stream stops for the night."))
+    retry_max_wait_seconds: float = Field(60.0, ge=1, le=3600, description="Longest wait between two attempts.")
 
     @field_validator("base_url")
     @classmethod
@@ -144,28 +149,29 @@ class _ApiSource(_Strict):
 class HubSpotSource(_ApiSource):
     """HubSpot CRM v3 with a private-app token (scopes: crm.objects.deals.read, crm.objects.companies.read)."""
 
-    kind: Literal["hubspot"]
-    token: SecretRef
-    requests_per_10s: int = Field(100, ge=1, le=250)
+    kind: Literal["hubspot"] = Field(description="`hubspot`: HubSpot CRM v3.")
+    token: SecretRef = Field(description="Private-app token, as `env:NAME`.")
+    requests_per_10s: int = Field(100, ge=1, le=250, description="The app's burst limit per 10 s.")
 
 
 class SalesforceSource(_ApiSource):
     """Salesforce REST (and Bulk API 2.0): an access token, or OAuth refresh credentials."""
 
-    kind: Literal["salesforce"]
-    token: OptionalSecretRef = None
-    client_id: OptionalSecretRef = None
-    client_secret: OptionalSecretRef = None
-    refresh_token: OptionalSecretRef = None
-    login_url: str = "https://login.salesforce.com"
+    kind: Literal["salesforce"] = Field(description="`salesforce`: Salesforce REST and Bulk API 2.0.")
+    token: OptionalSecretRef = Field(None, description="An access token, as `env:NAME` (needs base_url).")
+    client_id: OptionalSecretRef = Field(None, description="OAuth client id, as `env:NAME`.")
+    client_secret: OptionalSecretRef = Field(None, description="OAuth client secret, as `env:NAME`.")
+    refresh_token: OptionalSecretRef = Field(None, description="OAuth refresh token, as `env:NAME`.")
+    login_url: str = Field("https://login.salesforce.com", description=(
+        "Where the refresh token is sent (test.salesforce.com for a sandbox)."))
 
     @field_validator("login_url")
     @classmethod
     def _login_over_tls(cls, url: str) -> str:
         """The refresh token is sent to login_url, so it gets the same TLS rule as base_url."""
         return _tls_url(url)
-    api_version: str = Field("v61.0", pattern=r"^v\d+\.\d$")
-    bulk: bool = False
+    api_version: str = Field("v61.0", pattern=r"^v\d+\.\d$", description="REST API version.")
+    bulk: bool = Field(False, description="Read opportunities with Bulk API 2.0 (large orgs).")
 
     @model_validator(mode="after")
     def _some_credentials(self) -> SalesforceSource:
@@ -180,9 +186,9 @@ class SalesforceSource(_ApiSource):
 class PipedriveSource(_ApiSource):
     """Pipedrive API v2 (deals) and v1 (deal flow) with an API token."""
 
-    kind: Literal["pipedrive"]
-    token: SecretRef
-    requests_per_2s: int = Field(20, ge=1, le=480)
+    kind: Literal["pipedrive"] = Field(description="`pipedrive`: Pipedrive API v2 (deals) and v1 (deal flow).")
+    token: SecretRef = Field(description="API token, as `env:NAME` (sent as the x-api-token header).")
+    requests_per_2s: int = Field(20, ge=1, le=480, description="The plan's request limit per 2 s.")
 
 
 SourceConfig = Annotated[
@@ -194,9 +200,12 @@ API_SOURCE_TYPES = (HubSpotSource, SalesforceSource, PipedriveSource)
 class FinanceConfig(_Strict):
     """The general-ledger export and the map from GL account to cost category."""
 
-    path: Path
-    accounts: dict[str, str]
-    columns: dict[str, str] = Field(default_factory=dict)
+    path: Path = Field(description="The general-ledger export (`finance_gl.csv` layout), relative to the config.")
+    accounts: dict[str, str] = Field(description=(
+        "GL account -> category: crm_software, crm_implementation, crm_training, crm_support, crm_hardware, "
+        "sales_marketing, operating_cost; lines on other accounts count nowhere."))
+    columns: dict[str, str] = Field(default_factory=dict, description=(
+        "Canonical column -> header, for a GL export with other headers."))
 
     @field_validator("path")
     @classmethod
@@ -222,27 +231,34 @@ class FinanceConfig(_Strict):
 class Settings(_Strict):
     """Everything one run needs: the method's parameters, sources and finance."""
 
-    as_of: dt.date | None = None
-    go_live: dt.date
-    baseline_months: int = Field(12, ge=1, le=120)
-    period: Literal["month", "quarter", "week"] = "month"
-    base_currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
-    gross_margin: float = Field(1.0, ge=0, le=1)
-    attribution_share: float = Field(1.0, ge=0, le=1)
-    risk_adjustment: float = Field(0.0, ge=0, lt=1)
-    discount_rate: float = Field(0.10, ge=0, le=1)
-    arpa_monthly: float | None = Field(None, ge=0)
-    schedule_cron: str = "0 2 * * *"
-    # Cron of the full_sync_schedule: the nightly job with every API stream read from its start,
-    # the one way to notice records the CRM purged (see pipelines/api_sync.py). None: no such schedule.
-    full_sync_cron: str | None = None
-    # DuckDB's buffer for a run (it spills to disk beyond it); Python and Arrow batches come on top.
-    memory_limit: str = Field("512MB", pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$")
-    duckdb_path: Path = Path(DEFAULT_DUCKDB_FILE)
-    # Folders the config's files may live in; load_settings defaults it to the config file's folder.
-    data_roots: list[Path] | None = None
-    sources: list[SourceConfig] = Field(min_length=1)
-    finance: FinanceConfig
+    as_of: dt.date | None = Field(None, description=(
+        "Date that closes the last period; events after it do not count. Default: today (UTC)."))
+    go_live: dt.date = Field(description="The CRM's go-live date.")
+    baseline_months: int = Field(12, ge=1, le=120, description="Length of the baseline window before go-live.")
+    period: Literal["month", "quarter", "week"] = Field("month", description=(
+        "`month`, `quarter` (calendar) or `week` (ISO, Monday)."))
+    base_currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="Currency of every money column.")
+    gross_margin: float = Field(1.0, ge=0, le=1, description="Share of incremental revenue that is benefit.")
+    attribution_share: float = Field(1.0, ge=0, le=1, description="Share of each benefit credited to the CRM.")
+    risk_adjustment: float = Field(0.0, ge=0, lt=1, description="Haircut on total benefit (Forrester TEI style).")
+    discount_rate: float = Field(0.10, ge=0, le=1, description="Annual rate for NPV.")
+    arpa_monthly: float | None = Field(None, ge=0, description=(
+        "Revenue per customer per month; enables the retention benefit."))
+    schedule_cron: str = Field("0 2 * * *", description="Cron of the `nightly_schedule` (UTC).")
+    full_sync_cron: str | None = Field(None, description=(
+        "Cron of the `full_sync_schedule` (UTC), e.g. `0 4 * * 0`: the nightly job with every API stream read "
+        "in full, the one way to notice records the CRM purged. Needs an API source."))
+    memory_limit: str = Field("512MB", pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$", description=(
+        "DuckDB's buffer for a run; beyond it DuckDB spills to a temp folder beside the file. Python, Dagster "
+        "and Pandera add about 350 MB."))
+    duckdb_path: Path = Field(Path(DEFAULT_DUCKDB_FILE), description=(
+        "The working DuckDB file, beside the config file (`CRM_ROI_DUCKDB` overrides it); the raw layer goes in "
+        "`<name>.raw.duckdb`, the analysts' copy in `<name>.published.duckdb`, the last run's log in `<name>.log`."))
+    data_roots: list[Path] | None = Field(None, description=(
+        "Folders every path in the file must resolve into (after `..` and symlinks). Default: the config "
+        "file's folder."))
+    sources: list[SourceConfig] = Field(min_length=1, description="Where deals and customers come from.")
+    finance: FinanceConfig = Field(description="The general ledger.")
 
     @field_validator("schedule_cron", "full_sync_cron")
     @classmethod
