@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from connectors.contract import CANONICAL_STREAMS
 from pipelines.warehouse import sql_text, transaction
 
 # Build order matters only where a model reads another: fx_rates prices deals and GL lines.
@@ -64,9 +65,9 @@ def inputs_fingerprint(con: duckdb.DuckDBPyConnection, table: str) -> str:
     return _digest(model_fingerprint(con, table), *_raw_state(con, table))
 
 
-# Staging tables that can be rebuilt for some keys only: every row rule and the choice of the
-# surviving version look at one key's raw rows, and the quarantine key is that key.
-KEYED_TABLES = {"deals": "deal_id", "customers": "customer_id", "csat": "response_id", "finance_gl": "entry_id"}
+# Staging tables that can be rebuilt for some keys only (the streams with a key): every row rule
+# and the choice of the surviving version look at one key's raw rows, and the quarantine key is that key.
+KEYED_TABLES = {name: stream.key for name, stream in CANONICAL_STREAMS.items() if stream.key}
 # The columns a staging model adds for quarantining: the key, the broken rules, the raw row.
 _BOOKKEEPING = "_key, _reasons, _raw_rowid"
 # An uncorrelated IN: a correlated EXISTS made DuckDB materialise every raw row to decorrelate

@@ -27,7 +27,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from connectors.files.profiles import CANONICAL_COLUMNS
+from connectors.contract import CANONICAL_STREAMS
 from connectors.http import ApiClient, Redactor, RequestStats, header_count
 from connectors.pipedrive import settings
 from connectors.pipedrive.helpers import (
@@ -71,11 +71,12 @@ class PipedriveSource:
         if not token:
             raise ValueError("a Pipedrive API token is required")
         columns = dict(columns or {})
-        unknown = sorted(set(columns) - set(CANONICAL_COLUMNS["deals"]) - set(CANONICAL_COLUMNS["customers"]))
+        kinds = {table: CANONICAL_STREAMS[table].columns for table in _FIELD_LISTS}
+        unknown = sorted(set(columns).difference(*kinds.values()))
         if unknown:
             raise ValueError(f"columns: '{unknown[0]}' is not a canonical deals or customers column")
         self._columns = {
-            table: {c: f for c, f in columns.items() if c in CANONICAL_COLUMNS[table]} for table in _FIELD_LISTS
+            table: {c: f for c, f in columns.items() if c in kinds[table]} for table in _FIELD_LISTS
         }
         self._lookback = dt.timedelta(minutes=lookback_minutes)
         self._client = ApiClient(
@@ -158,7 +159,7 @@ class PipedriveSource:
             "updated_at": iso_time(deal.get("update_time")),
             "is_deleted": _bool_text(status == settings.DELETED_STATUS or deal.get("is_deleted") is True),
         }
-        _apply_columns(row, deal, self._field_refs("deals"), CANONICAL_COLUMNS["deals"])
+        _apply_columns(row, deal, self._field_refs("deals"), CANONICAL_STREAMS["deals"].columns)
         if row["currency"] is None and row["amount"] is not None:
             row["currency"] = self._company_currency()
         return row
@@ -196,7 +197,7 @@ class PipedriveSource:
             "churned_at": None,
             "mrr": None,
         }
-        _apply_columns(row, org, fields, CANONICAL_COLUMNS["customers"])
+        _apply_columns(row, org, fields, CANONICAL_STREAMS["customers"].columns)
         return None if "started_at" in fields and row["started_at"] is None else row
 
     # -- reference data, read once per run ------------------------------------

@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 
 import requests
 
+from connectors.contract import NUMBER, TIMESTAMP
 from connectors.http import ApiClient, ApiError, PagingGuard
 from connectors.pipedrive import settings
 
@@ -212,12 +213,12 @@ def decimal_text(value: object) -> str | None:
 
 
 def canonical_text(kind: str, value: object) -> str | None:
-    """A field value as the canonical column of `kind` (see CANONICAL_COLUMNS) expects it."""
+    """A field value as a canonical column of `kind` (a connectors.contract kind) expects it."""
     if value is None or value == "":
         return None
-    if kind == "timestamp":
+    if kind == TIMESTAMP:
         return iso_time(value)
-    if kind == "number":
+    if kind == NUMBER:
         return decimal_text(value)
     if isinstance(value, bool):
         return "true" if value else "false"

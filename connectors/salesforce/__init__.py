@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 
-from connectors.files.profiles import CANONICAL_COLUMNS, DATE, TIMESTAMP
+from connectors.contract import CANONICAL_STREAMS, DATE, TIMESTAMP
 from connectors.records import Page, TableRows
 from connectors.salesforce.helpers import (
     SalesforceApi,
@@ -177,7 +177,7 @@ def to_text(value: object, kind: str) -> str | None:
 
 
 def canonical_row(record: dict, fields: dict[str, str], table: str) -> dict[str, str | None]:
-    kinds = CANONICAL_COLUMNS[table]
+    kinds = CANONICAL_STREAMS[table].columns
     return {column: to_text(field_value(record, path), kinds.get(column, "")) for column, path in fields.items()}
 
 

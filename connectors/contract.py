@@ -1,0 +1,90 @@
+"""The canonical data contract: what every source lands in raw, and on what terms.
+
+Export files and API connectors land the same streams with the same textual
+columns, so one staging model per stream serves every CRM. The warehouse, the
+file reader, the connectors and the sync all read the contract from here: a
+column, a key or a stream added here is added everywhere, and cannot drift
+between the side that writes raw and the side that reads it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# How staging parses a canonical column; raw holds every value as text.
+TEXT, BOOL, NUMBER, TIMESTAMP, DATE = "text", "bool", "number", "timestamp", "date"
+
+
+@dataclass(frozen=True)
+class CanonicalStream:
+    """One canonical stream: its raw table's columns, those a file must have, and its key.
+
+    `required`: the others are optional (is_deleted defaults to false, updated_at to
+    the later of created_at and closed_at, currency to the profile's or the base
+    currency, the rest to null). `key`: the column whose text names one record, so
+    rows with the same key are versions of it; None where a record is named by
+    several columns or a parsed value (fx_rates, crm_usage) or rows are events
+    (deal_stage_history).
+    """
+
+    name: str
+    columns: dict[str, str]  # column -> kind, in raw's column order
+    required: tuple[str, ...]
+    key: str | None = None
+
+
+CANONICAL_STREAMS: dict[str, CanonicalStream] = {
+    stream.name: stream
+    for stream in (
+        CanonicalStream(
+            "deals",
+            {
+                "deal_id": TEXT, "deal_name": TEXT, "account_id": TEXT, "owner_id": TEXT,
+                "pipeline": TEXT, "stage": TEXT, "is_closed": BOOL, "is_won": BOOL,
+                "amount": NUMBER, "currency": TEXT, "created_at": TIMESTAMP,
+                "closed_at": TIMESTAMP, "updated_at": TIMESTAMP, "is_deleted": BOOL,
+            },
+            required=("deal_id", "created_at", "closed_at", "amount", "is_closed", "is_won"),
+            key="deal_id",
+        ),
+        CanonicalStream(
+            "deal_stage_history",
+            {"deal_id": TEXT, "stage": TEXT, "entered_at": TIMESTAMP},
+            required=("deal_id", "stage", "entered_at"),
+        ),
+        CanonicalStream(
+            "customers",
+            {
+                "customer_id": TEXT, "name": TEXT, "started_at": TIMESTAMP,
+                "churned_at": TIMESTAMP, "mrr": NUMBER, "is_deleted": BOOL,
+            },
+            required=("customer_id", "started_at", "churned_at"),
+            key="customer_id",
+        ),
+        CanonicalStream(
+            "finance_gl",
+            {
+                "entry_id": TEXT, "posted_on": DATE, "account": TEXT, "description": TEXT,
+                "vendor": TEXT, "amount": NUMBER, "currency": TEXT,
+            },
+            required=("entry_id", "posted_on", "account", "amount"),
+            key="entry_id",
+        ),
+        CanonicalStream(
+            "fx_rates",
+            {"date": DATE, "currency": TEXT, "rate_to_base": NUMBER},
+            required=("date", "currency", "rate_to_base"),
+        ),
+        CanonicalStream(
+            "csat",
+            {"response_id": TEXT, "customer_id": TEXT, "responded_at": TIMESTAMP, "score": NUMBER},
+            required=("response_id", "responded_at", "score"),
+            key="response_id",
+        ),
+        CanonicalStream(
+            "crm_usage",
+            {"period_start": DATE, "active_users": NUMBER, "licensed_seats": NUMBER},
+            required=("period_start", "active_users", "licensed_seats"),
+        ),
+    )
+}
