@@ -88,3 +88,18 @@ CANONICAL_STREAMS: dict[str, CanonicalStream] = {
         ),
     )
 }
+
+# The vendor streams each kind of API source syncs, in order (companies/accounts feed customers).
+API_STREAMS: dict[str, tuple[str, ...]] = {
+    "hubspot": ("deals", "companies"),
+    "salesforce": ("opportunities", "accounts"),
+    "pipedrive": ("deals", "organizations"),
+}
+# The canonical streams (raw tables) each vendor stream writes.
+API_STREAM_TABLES: dict[str, tuple[str, ...]] = {
+    "deals": ("deals", "deal_stage_history"),
+    "opportunities": ("deals", "deal_stage_history"),
+    "companies": ("customers",),
+    "accounts": ("customers",),
+    "organizations": ("customers",),
+}

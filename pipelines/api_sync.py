@@ -20,10 +20,9 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from connectors.contract import CANONICAL_STREAMS
+from connectors.contract import API_STREAM_TABLES, CANONICAL_STREAMS
 from connectors.http import ApiError
 from connectors.records import ApiSource, TableRows
-from pipelines.sources import STREAM_TABLES
 from pipelines.warehouse import transaction
 
 
@@ -188,7 +187,7 @@ def sync_stream(con: duckdb.DuckDBPyConnection, source_name: str, connector: Api
         result.error = f"{type(exc).__name__}: {exc}"
     if full_from is not None and result.error is None:
         with transaction(con):
-            for table in STREAM_TABLES[stream]:
+            for table in API_STREAM_TABLES[stream]:
                 if table in RECORD_TABLES and (gone := _mark_gone(con, source_name, table, full_from)) is not None:
                     result.gone[table] = gone
             con.execute("UPDATE raw.sync_state SET full_sync_from = NULL WHERE source = ? AND stream = ?",

@@ -17,11 +17,11 @@ import duckdb
 import pytest
 import yaml
 
-from connectors.contract import CANONICAL_STREAMS
+from connectors.contract import API_STREAMS, CANONICAL_STREAMS
 from pipelines.api_sync import sync_stream
 from pipelines.config import Settings, load_settings
 from pipelines.raw_files import load_stream, stream_inputs
-from pipelines.sources import API_STREAMS, open_connector
+from pipelines.sources import open_connector
 from pipelines.transform import MART_TABLES, STAGING_TABLES, build_mart, build_staging
 from pipelines.warehouse import connect, open_with_raw
 

@@ -24,6 +24,7 @@ import duckdb
 import pytest
 import yaml
 
+from connectors.contract import API_STREAMS
 from connectors.fakes.pipedrive import FakePipedrive, PipedriveStore, field_key
 from connectors.fakes.server import Fault
 from connectors.http import ApiError
@@ -31,7 +32,7 @@ from connectors.pipedrive import PipedriveSource
 from pipelines.api_sync import SyncResult, read_cursor, sync_stream
 from pipelines.config import Settings, load_settings
 from pipelines.definitions import build_defs
-from pipelines.sources import API_STREAMS, open_connector
+from pipelines.sources import open_connector
 from pipelines.warehouse import connect
 from tests.conftest import ACCOUNTS, FAST_CLIENT, run_pipeline
 

@@ -33,6 +33,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 
+from connectors.contract import API_STREAMS
 from connectors.http import RequestStats
 from connectors.hubspot import settings
 from connectors.hubspot.helpers import (
@@ -61,7 +62,7 @@ MAPPABLE_COLUMNS = frozenset({
 class HubSpotSource:
     """A HubSpot portal read with a private-app token (scopes crm.objects.deals.read, crm.objects.companies.read)."""
 
-    streams = ("deals", "companies")
+    streams = API_STREAMS["hubspot"]
 
     def __init__(self, token: str, *, base_url: str = settings.DEFAULT_BASE_URL, requests_per_10s: int = 100,
                  columns: dict[str, str] | None = None, lookback_minutes: int = 60,

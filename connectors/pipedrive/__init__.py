@@ -27,7 +27,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from connectors.contract import CANONICAL_STREAMS
+from connectors.contract import API_STREAMS, CANONICAL_STREAMS
 from connectors.http import ApiClient, Redactor, RequestStats, header_count
 from connectors.pipedrive import settings
 from connectors.pipedrive.helpers import (
@@ -56,7 +56,7 @@ _FIELD_LISTS = {"deals": settings.DEAL_FIELDS, "customers": settings.ORGANIZATIO
 class PipedriveSource:
     """The Pipedrive connector (see the module docstring); one instance per sync run."""
 
-    streams = ("deals", "organizations")
+    streams = API_STREAMS["pipedrive"]
 
     def __init__(
         self,

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 
-from connectors.contract import CANONICAL_STREAMS, DATE, TIMESTAMP
+from connectors.contract import API_STREAMS, CANONICAL_STREAMS, DATE, TIMESTAMP
 from connectors.records import Page, TableRows
 from connectors.salesforce.helpers import (
     SalesforceApi,
@@ -51,7 +51,7 @@ class SalesforceSource:
     another field, e.g. {"churned_at": "Churn_Date__c", "amount": "Amount_USD__c"}.
     """
 
-    streams = ("opportunities", "accounts")
+    streams = API_STREAMS["salesforce"]
 
     def __init__(
         self,
