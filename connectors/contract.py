@@ -10,6 +10,7 @@ between the side that writes raw and the side that reads it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 # How staging parses a canonical column; raw holds every value as text.
 TEXT, BOOL, NUMBER, TIMESTAMP, DATE = "text", "bool", "number", "timestamp", "date"
@@ -103,3 +104,20 @@ API_STREAM_TABLES: dict[str, tuple[str, ...]] = {
     "accounts": ("customers",),
     "organizations": ("customers",),
 }
+
+_LOCAL_HOSTS = ("127.0.0.1", "localhost")
+
+
+def require_tls(url: str, what: str) -> str:
+    """`url` without its trailing slash, if tokens sent to it travel over TLS.
+
+    Plain http is allowed only to this machine (the fake CRMs in tests and the
+    demo). The host is compared whole, so http://localhost.example.com is refused.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # e.g. an unclosed [IPv6] host
+        parts = urlsplit("")
+    if parts.hostname and (parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS)):
+        return url.rstrip("/")
+    raise ValueError(f"{what} '{url}' must be an https:// URL (plain http only for 127.0.0.1/localhost)")

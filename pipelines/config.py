@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from connectors.contract import require_tls
+
 DEFAULT_CONFIG_FILE = "crm_roi.yaml"
 DEFAULT_DUCKDB_FILE = "crm_roi.duckdb"
 
@@ -117,13 +119,6 @@ def read_secret(ref: str) -> str:
     return os.environ[ref.removeprefix("env:")]
 
 
-def _tls_url(url: str) -> str:
-    """TLS stays on: plain http is accepted only for servers on this machine (the fakes)."""
-    if url.startswith("https://") or url.startswith(("http://127.0.0.1", "http://localhost")):
-        return url.rstrip("/")
-    raise ValueError(f"'{url}' must be an https:// URL (http only for 127.0.0.1/localhost)")
-
-
 class _ApiSource(_Strict):
     name: str | None = None
     base_url: str | None = None
@@ -138,7 +133,7 @@ class _ApiSource(_Strict):
     @field_validator("base_url")
     @classmethod
     def _base_url_over_tls(cls, url: str | None) -> str | None:
-        return None if url is None else _tls_url(url)
+        return None if url is None else require_tls(url, "base_url")
 
 
 class HubSpotSource(_ApiSource):
@@ -163,7 +158,7 @@ class SalesforceSource(_ApiSource):
     @classmethod
     def _login_over_tls(cls, url: str) -> str:
         """The refresh token is sent to login_url, so it gets the same TLS rule as base_url."""
-        return _tls_url(url)
+        return require_tls(url, "login_url")
     api_version: str = Field("v61.0", pattern=r"^v\d+\.\d$")
     bulk: bool = False
 

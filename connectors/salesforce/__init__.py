@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 
-from connectors.contract import API_STREAMS, CANONICAL_STREAMS, DATE, TIMESTAMP
+from connectors.contract import API_STREAMS, CANONICAL_STREAMS, DATE, TIMESTAMP, require_tls
 from connectors.records import Page, TableRows
 from connectors.salesforce.helpers import (
     SalesforceApi,
@@ -24,7 +24,6 @@ from connectors.salesforce.helpers import (
     iso_utc,
     opportunity_history,
     parse_stamp,
-    secure_url,
     whole_seconds,
 )
 from connectors.salesforce.settings import (
@@ -79,8 +78,8 @@ class SalesforceSource:
         self._lookback = dt.timedelta(minutes=lookback_minutes)
         self._api = SalesforceApi(
             token=token, oauth=oauth,
-            base_url=secure_url(base_url, "base_url") if base_url else None,
-            login_url=secure_url(login_url, "login_url"), api_version=api_version, use_bulk=use_bulk,
+            base_url=require_tls(base_url, "base_url") if base_url else None,
+            login_url=require_tls(login_url, "login_url"), api_version=api_version, use_bulk=use_bulk,
             client_options=client_options or {},
         )
         self.stats = self._api.stats

@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 
 import requests
 
+from connectors.contract import require_tls
 from connectors.http import (
     ApiClient,
     ApiError,
@@ -91,13 +92,6 @@ def whole_seconds(moment: dt.datetime) -> dt.datetime:
 
 def soql_datetime(moment: dt.datetime) -> str:
     return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def secure_url(url: str, what: str) -> str:
-    """Tokens travel only over TLS (plain http only to this machine, for the fakes)."""
-    if url.startswith("https://") or url.startswith(("http://127.0.0.1", "http://localhost")):
-        return url.rstrip("/")
-    raise ValueError(f"{what} '{url}' must be an https:// URL")
 
 
 # -- errors and quota --------------------------------------------------------------------------------
@@ -225,7 +219,7 @@ class SalesforceApi:
         self.redact.add(payload["access_token"])
         self.redact.add(payload.get("refresh_token"))
         self._token = payload["access_token"]
-        self.client.base_url = secure_url(payload["instance_url"], "instance_url")
+        self.client.base_url = require_tls(payload["instance_url"], "instance_url")
         if payload.get("refresh_token"):
             # Orgs with refresh-token rotation invalidate the old one as soon as it is used.
             self._oauth = (client_id, client_secret, payload["refresh_token"])
