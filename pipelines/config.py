@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from connectors.contract import require_tls
+from connectors.contract import CANONICAL_STREAMS, require_tls
 
 DEFAULT_CONFIG_FILE = "crm_roi.yaml"
 DEFAULT_DUCKDB_FILE = "crm_roi.duckdb"
@@ -38,7 +38,8 @@ COST_CATEGORIES = (
     "sales_marketing",
     "operating_cost",
 )
-STREAMS = ("deals", "deal_stage_history", "customers", "fx_rates", "csat", "crm_usage")
+# The canonical streams a files source may provide; finance_gl comes from the finance section.
+FILE_STREAMS = tuple(name for name in CANONICAL_STREAMS if name != "finance_gl")
 MONTHS_PER_PERIOD = {"month": 1.0, "quarter": 3.0, "week": 12.0 / 52.0}
 
 
@@ -75,9 +76,9 @@ class FilesSource(_Strict):
     @field_validator("files")
     @classmethod
     def _known_streams(cls, files: dict[str, str | None]) -> dict[str, str | None]:
-        unknown = sorted(set(files) - set(STREAMS))
+        unknown = sorted(set(files) - set(FILE_STREAMS))
         if unknown:
-            raise ValueError(f"unknown stream '{unknown[0]}' (expected one of {', '.join(STREAMS)})")
+            raise ValueError(f"unknown stream '{unknown[0]}' (expected one of {', '.join(FILE_STREAMS)})")
         for stream, pattern in files.items():
             if pattern is not None and (Path(pattern).is_absolute() or ".." in Path(pattern).parts):
                 raise ValueError(f"{stream}: '{pattern}' must be a file name or glob inside the source folder")
