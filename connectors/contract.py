@@ -9,6 +9,7 @@ between the side that writes raw and the side that reads it.
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -121,3 +122,13 @@ def require_tls(url: str, what: str) -> str:
     if parts.hostname and (parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS)):
         return url.rstrip("/")
     raise ValueError(f"{what} '{url}' must be an https:// URL (plain http only for 127.0.0.1/localhost)")
+
+
+def utc_iso(moment: dt.datetime) -> str:
+    """`moment` as ISO 8601 in UTC with milliseconds and Z, e.g. 2025-01-31T09:30:00.000Z.
+
+    Every timestamp and cursor a connector emits has this one shape, so raw text
+    from any CRM compares and sorts alike. A naive `moment` is taken as local time.
+    """
+    moment = moment.astimezone(dt.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"

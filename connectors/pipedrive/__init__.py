@@ -27,7 +27,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from connectors.contract import API_STREAMS, CANONICAL_STREAMS
+from connectors.contract import API_STREAMS, CANONICAL_STREAMS, utc_iso
 from connectors.http import ApiClient, Redactor, RequestStats, header_count
 from connectors.pipedrive import settings
 from connectors.pipedrive.helpers import (
@@ -37,7 +37,6 @@ from connectors.pipedrive.helpers import (
     classify,
     deal_changes,
     decimal_text,
-    format_time,
     iso_time,
     names_by_id,
     parse_time,
@@ -119,7 +118,7 @@ class PipedriveSource:
                         "days are no longer listed and stay in raw.deals as they were until a full reload "
                         "(--full-reload) marks them deleted", cursor,
                         settings.DELETED_RETENTION_DAYS, settings.DELETED_RETENTION_DAYS)
-        window = {"updated_since": format_time(since)} if since else {}
+        window = {"updated_since": utc_iso(since)} if since else {}
         yield from self._deal_pages(settings.DEALS, _ASCENDING | {"status": settings.DELETED_STATUS}, since)
         yield from self._deal_pages(settings.ARCHIVED_DEALS, _ASCENDING | window, since)
         yield from self._deal_pages(settings.DEALS, _ASCENDING | window, since, checkpoint)
@@ -178,7 +177,7 @@ class PipedriveSource:
     def _read_organizations(self, cursor: str | None) -> Iterator[Page]:
         checkpoint = _Checkpoint.begin(cursor)
         since = checkpoint.window_start(self._lookback)
-        params = _ASCENDING | ({"updated_since": format_time(since)} if since else {})
+        params = _ASCENDING | ({"updated_since": utc_iso(since)} if since else {})
         for page in v2_pages(self._client, settings.ORGANIZATIONS, params):
             rows = [row for org in page if (row := self._customer_row(org)) is not None]
             log.info("pipedrive organizations: %d read, %d customers", len(page), len(rows))
@@ -263,7 +262,7 @@ class _Checkpoint:
         if self.latest is None:
             return None
         moment = min(self.latest, self.start)
-        return format_time(max(moment, self.floor) if self.floor else moment)
+        return utc_iso(max(moment, self.floor) if self.floor else moment)
 
 
 def _changed(deal: dict, since: dt.datetime | None) -> bool:

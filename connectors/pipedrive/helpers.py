@@ -14,7 +14,7 @@ from decimal import Decimal, InvalidOperation
 
 import requests
 
-from connectors.contract import NUMBER, TIMESTAMP
+from connectors.contract import NUMBER, TIMESTAMP, utc_iso
 from connectors.http import ApiClient, ApiError, PagingGuard
 from connectors.pipedrive import settings
 
@@ -188,16 +188,12 @@ def parse_time(value: object) -> dt.datetime | None:
 
 
 def iso_time(value: object) -> str | None:
-    """Any Pipedrive time as ISO 8601 in UTC with a Z (an unreadable one as given, for staging to reject)."""
+    """Any Pipedrive time as utc_iso text (an unreadable one as given, for staging to reject)."""
     try:
         moment = parse_time(value)
     except ValueError:
         return str(value)
-    return format_time(moment) if moment else None
-
-
-def format_time(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return utc_iso(moment) if moment else None
 
 
 def decimal_text(value: object) -> str | None:

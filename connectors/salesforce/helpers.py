@@ -32,7 +32,7 @@ from urllib.parse import urlparse
 
 import requests
 
-from connectors.contract import require_tls
+from connectors.contract import require_tls, utc_iso
 from connectors.http import (
     ApiClient,
     ApiError,
@@ -70,19 +70,13 @@ def parse_stamp(text: str) -> dt.datetime:
     return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
 
 
-def stamp_text(moment: dt.datetime) -> str:
-    """ISO 8601 in UTC with milliseconds and Z: the form of every timestamp and cursor we emit."""
-    moment = moment.astimezone(dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
 def iso_utc(text: str) -> str:
     """A Salesforce datetime (REST '+0000', Bulk 'Z', or epoch milliseconds) as ISO Z; a date stays a date."""
     if text.isdigit():
-        return stamp_text(dt.datetime.fromtimestamp(int(text) / 1000, dt.UTC))
+        return utc_iso(dt.datetime.fromtimestamp(int(text) / 1000, dt.UTC))
     if len(text) == 10:
         return text
-    return stamp_text(parse_stamp(text))
+    return utc_iso(parse_stamp(text))
 
 
 def whole_seconds(moment: dt.datetime) -> dt.datetime:
@@ -364,7 +358,7 @@ def changes(api: SalesforceApi, sobject: str, fields: list[str], since: dt.datet
 
 def _cursor(stamp: str | dt.datetime, started: dt.datetime) -> str:
     moment = parse_stamp(stamp) if isinstance(stamp, str) else stamp
-    return stamp_text(min(moment, started))
+    return utc_iso(min(moment, started))
 
 
 def _rest_batches(api: SalesforceApi, sobject: str, fields: list[str], since: dt.datetime | None,
