@@ -25,6 +25,7 @@ from pathlib import Path
 import duckdb
 
 from bench.measure import write_detail
+from connectors.contract import API_STREAM_TABLES
 from connectors.hubspot import settings
 
 UNLIMITED = 10**9
@@ -50,7 +51,7 @@ def sync_crm_roi(base_url: str, token: str, db: Path) -> dict:
             if result.error:
                 raise SystemExit(f"sync stopped: {result.error}")
             deals, history = (con.execute(f"SELECT count(*) FROM raw.{table}").fetchone()[0]  # noqa: S608
-                              for table in ("deals", "deal_stage_history"))
+                              for table in API_STREAM_TABLES["deals"])
     finally:
         connector.close()
     stats = connector.stats

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import duckdb
 
-from bench.canonical import BASE_CURRENCY, BOOL, DATE, INTEGER, NUMBER, SCHEMAS, TEXT, TIMESTAMP, cutoff, kpi_rows
+from bench.canonical import BASE_CURRENCY, INTEGER, SCHEMAS, cutoff, kpi_rows
 from bench.generate import ACCOUNTS
 from bench.measure import write_detail
+from connectors.contract import BOOL, DATE, NUMBER, TEXT, TIMESTAMP
 
 DUCKDB_TYPES = {TEXT: "VARCHAR", BOOL: "BOOLEAN", NUMBER: "DOUBLE", INTEGER: "INTEGER", TIMESTAMP: "TIMESTAMP",
                 DATE: "DATE"}

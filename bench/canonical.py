@@ -14,7 +14,10 @@ from pathlib import Path
 
 import yaml
 
-TEXT, BOOL, NUMBER, INTEGER, TIMESTAMP, DATE = "text", "bool", "number", "integer", "timestamp", "date"
+from connectors.contract import BOOL, DATE, NUMBER, TEXT, TIMESTAMP
+
+# The contract's kinds, and whole numbers: the reference variants read counts as integers.
+INTEGER = "integer"
 
 SCHEMAS: dict[str, dict[str, str]] = {
     "deals": {

@@ -19,9 +19,10 @@ import pandas as pd
 import pandera.pandas as pa
 from pandera.typing import Series
 
-from bench.canonical import BASE_CURRENCY, BOOL, DATE, INTEGER, NUMBER, SCHEMAS, TEXT, TIMESTAMP, cutoff, kpi_rows
+from bench.canonical import BASE_CURRENCY, INTEGER, SCHEMAS, cutoff, kpi_rows
 from bench.generate import ACCOUNTS
 from bench.measure import write_detail
+from connectors.contract import BOOL, DATE, NUMBER, TEXT, TIMESTAMP
 
 # pandas parses ISO timestamps with a Z as microsecond UTC; dates are read the same way.
 UtcTime = Annotated[pd.DatetimeTZDtype, "us", "UTC"]

@@ -20,11 +20,9 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from connectors.files.profiles import CANONICAL_COLUMNS
+from connectors.contract import API_STREAM_TABLES, CANONICAL_STREAMS
 from connectors.http import ApiError
 from connectors.records import ApiSource, TableRows
-from pipelines.sources import STREAM_TABLES
-from pipelines.transform import KEYED_TABLES
 from pipelines.warehouse import transaction
 
 
@@ -64,7 +62,8 @@ def _write_cursor(con: duckdb.DuckDBPyConnection, source: str, stream: str, curs
 
 # Tables of one row per record (keyed) that can say a record is deleted (is_deleted): deals
 # and customers. A page holds such a record once, and a full sync can mark it deleted.
-RECORD_TABLES = {t: key for t, key in KEYED_TABLES.items() if "is_deleted" in CANONICAL_COLUMNS[t]}
+RECORD_TABLES = {name: stream.key for name, stream in CANONICAL_STREAMS.items()
+                 if stream.key and "is_deleted" in stream.columns}
 
 
 def _last_per_key(rows: list[dict[str, str | None]], key: str) -> list[dict[str, str | None]]:
@@ -75,11 +74,11 @@ def _last_per_key(rows: list[dict[str, str | None]], key: str) -> list[dict[str,
 
 def _upsert(con: duckdb.DuckDBPyConnection, source: str, table: str, batch_id: int,
             part: TableRows, result: SyncResult) -> None:
-    columns = list(CANONICAL_COLUMNS[table])
+    columns = list(CANONICAL_STREAMS[table].columns)
     if part.key_column not in columns:
         raise ValueError(f"{table} has no column {part.key_column}")
     keys = sorted({r.get(part.key_column) for r in part.rows if r.get(part.key_column)} | set(part.deleted_keys))
-    # Identifiers come from CANONICAL_COLUMNS (checked above); every value is bound.
+    # Identifiers come from the contract (checked above); every value is bound.
     existing = con.execute(
         f"SELECT count(DISTINCT {part.key_column}) FROM raw.{table} "  # noqa: S608
         f"WHERE _source = $source AND {part.key_column} IN (SELECT unnest($keys))",
@@ -132,9 +131,9 @@ def _mark_gone(con: duckdb.DuckDBPyConnection, source: str, table: str, since_ba
         {"source": source, "since": since_batch},
     ).fetchone()[0]:
         return None
-    columns = list(CANONICAL_COLUMNS[table])
+    columns = list(CANONICAL_STREAMS[table].columns)
     values = ", ".join("'true' AS is_deleted" if c == "is_deleted" else c for c in columns)
-    # Identifiers come from CANONICAL_COLUMNS and RECORD_TABLES; every value is bound.
+    # Identifiers come from the contract and RECORD_TABLES; every value is bound.
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _gone AS SELECT {values} FROM raw.{table} "  # noqa: S608
         f"WHERE _source = $source AND _batch_id < $since AND nullif(trim({key}), '') IS NOT NULL "
@@ -188,7 +187,7 @@ def sync_stream(con: duckdb.DuckDBPyConnection, source_name: str, connector: Api
         result.error = f"{type(exc).__name__}: {exc}"
     if full_from is not None and result.error is None:
         with transaction(con):
-            for table in STREAM_TABLES[stream]:
+            for table in API_STREAM_TABLES[stream]:
                 if table in RECORD_TABLES and (gone := _mark_gone(con, source_name, table, full_from)) is not None:
                     result.gone[table] = gone
             con.execute("UPDATE raw.sync_state SET full_sync_from = NULL WHERE source = ? AND stream = ?",

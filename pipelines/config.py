@@ -24,6 +24,8 @@ from pydantic import (
     model_validator,
 )
 
+from connectors.contract import CANONICAL_STREAMS, require_tls
+
 DEFAULT_CONFIG_FILE = "crm_roi.yaml"
 DEFAULT_DUCKDB_FILE = "crm_roi.duckdb"
 
@@ -36,7 +38,8 @@ COST_CATEGORIES = (
     "sales_marketing",
     "operating_cost",
 )
-STREAMS = ("deals", "deal_stage_history", "customers", "fx_rates", "csat", "crm_usage")
+# The canonical streams a files source may provide; finance_gl comes from the finance section.
+FILE_STREAMS = tuple(name for name in CANONICAL_STREAMS if name != "finance_gl")
 MONTHS_PER_PERIOD = {"month": 1.0, "quarter": 3.0, "week": 12.0 / 52.0}
 
 
@@ -76,9 +79,9 @@ class FilesSource(_Strict):
     @field_validator("files")
     @classmethod
     def _known_streams(cls, files: dict[str, str | None]) -> dict[str, str | None]:
-        unknown = sorted(set(files) - set(STREAMS))
+        unknown = sorted(set(files) - set(FILE_STREAMS))
         if unknown:
-            raise ValueError(f"unknown stream '{unknown[0]}' (expected one of {', '.join(STREAMS)})")
+            raise ValueError(f"unknown stream '{unknown[0]}' (expected one of {', '.join(FILE_STREAMS)})")
         for stream, pattern in files.items():
             if pattern is not None and (Path(pattern).is_absolute() or ".." in Path(pattern).parts):
                 raise ValueError(f"{stream}: '{pattern}' must be a file name or glob inside the source folder")
@@ -120,13 +123,6 @@ def read_secret(ref: str) -> str:
     return os.environ[ref.removeprefix("env:")]
 
 
-def _tls_url(url: str) -> str:
-    """TLS stays on: plain http is accepted only for servers on this machine (the fakes)."""
-    if url.startswith("https://") or url.startswith(("http://127.0.0.1", "http://localhost")):
-        return url.rstrip("/")
-    raise ValueError(f"'{url}' must be an https:// URL (http only for 127.0.0.1/localhost)")
-
-
 class _ApiSource(_Strict):
     name: str | None = Field(None, description="Name keys are namespaced by; default `<kind>_1`, ...")
     base_url: str | None = Field(None, description=(
@@ -143,7 +139,7 @@ class _ApiSource(_Strict):
     @field_validator("base_url")
     @classmethod
     def _base_url_over_tls(cls, url: str | None) -> str | None:
-        return None if url is None else _tls_url(url)
+        return None if url is None else require_tls(url, "base_url")
 
 
 class HubSpotSource(_ApiSource):
@@ -169,7 +165,7 @@ class SalesforceSource(_ApiSource):
     @classmethod
     def _login_over_tls(cls, url: str) -> str:
         """The refresh token is sent to login_url, so it gets the same TLS rule as base_url."""
-        return _tls_url(url)
+        return require_tls(url, "login_url")
     api_version: str = Field("v61.0", pattern=r"^v\d+\.\d$", description="REST API version.")
     bulk: bool = Field(False, description="Read opportunities with Bulk API 2.0 (large orgs).")
 

@@ -20,7 +20,7 @@ from typing import Literal
 
 import pandera.polars as pa
 
-from connectors.files.profiles import CANONICAL_COLUMNS as STREAMS
+from connectors.contract import CANONICAL_STREAMS
 from pipelines import schemas
 from pipelines.sql_files import model_shape
 
@@ -70,7 +70,6 @@ class Table:
     published: bool = True  # in the analysts' copy
     preview: str | None = None  # a SELECT shown in the Dagster UI
     checks: tuple[Check, ...] = ()
-    key: str | None = None  # staging: one row per (source, key), rebuildable for some keys only
 
     @property
     def schema(self) -> str:
@@ -79,6 +78,13 @@ class Table:
     @property
     def short_name(self) -> str:
         return self.name.split(".")[1]
+
+    @property
+    def key(self) -> str | None:
+        """A staging table's key, its stream's (connectors/contract.py): one row per (source, key), and
+        rebuildable for some keys only (see transform.py). None where the stream has no single key."""
+        stream = CANONICAL_STREAMS.get(self.short_name) if self.schema == "staging" else None
+        return stream.key if stream else None
 
     @property
     def reads(self) -> frozenset[str]:
@@ -157,7 +163,7 @@ STAGING = (
         "closed_at": "When the deal was closed (UTC); null while open.",
         "updated_at": "The version time that decided which copy of the deal won.",
         **_BATCH,
-    }, model="staging/deals", key="deal_id", checks=(Check("schema", schemas.Deals),
+    }, model="staging/deals", checks=(Check("schema", schemas.Deals),
                                       Check("amount_present", schemas.DealAmounts, blocking=False))),
     Table("staging.deal_stage_history", "When each deal entered each stage.", {
         **_SOURCE,
@@ -176,7 +182,7 @@ STAGING = (
         "mrr": "Monthly recurring revenue, as exported.",
         "is_deleted": "Deleted or merged away: the customer counts nowhere.",
         **_BATCH,
-    }, model="staging/customers", key="customer_id", checks=(Check("schema", schemas.Customers),)),
+    }, model="staging/customers", checks=(Check("schema", schemas.Customers),)),
     Table("staging.finance_gl", "One row per general-ledger line, in the base currency, with its cost category.", {
         **_SOURCE,
         "entry_id": "The ledger line's id.",
@@ -188,7 +194,7 @@ STAGING = (
         "amount": "Amount in its own currency (credit notes and reversals are negative).",
         **_PRICED,
         **_BATCH,
-    }, model="staging/finance_gl", key="entry_id", checks=(Check("schema", schemas.FinanceGl),)),
+    }, model="staging/finance_gl", checks=(Check("schema", schemas.FinanceGl),)),
     Table("staging.csat", "One row per satisfaction survey response.", {
         **_SOURCE,
         "response_id": "The response's id.",
@@ -196,7 +202,7 @@ STAGING = (
         "responded_at": "When they answered (UTC).",
         "score": "The score given.",
         **_BATCH,
-    }, model="staging/csat", key="response_id", checks=(Check("schema", schemas.Csat),)),
+    }, model="staging/csat", checks=(Check("schema", schemas.Csat),)),
     Table("staging.crm_usage", "CRM seats and active users, one row per usage period.", {
         **_SOURCE,
         "period_start": "First day of the usage period.",
@@ -361,7 +367,7 @@ class Registry:
 
 def check_registry(registry: Registry) -> None:
     """Raise RegistryError where a model's SQL and its registry entry disagree."""
-    known = {t.name for t in registry.tables} | {f"raw.{s}" for s in STREAMS}
+    known = {t.name for t in registry.tables} | {f"raw.{s}" for s in CANONICAL_STREAMS}
     for table in registry.tables:
         if table.model is None:
             continue

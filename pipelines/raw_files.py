@@ -18,7 +18,8 @@ from typing import NamedTuple
 
 import duckdb
 
-from connectors.files.profiles import CANONICAL, CANONICAL_COLUMNS, Profile, resolve_profile
+from connectors.contract import CANONICAL_STREAMS
+from connectors.files.profiles import CANONICAL, Profile, resolve_profile
 from connectors.files.reader import (
     ExportFileError,
     csv_error_message,
@@ -109,9 +110,9 @@ def _land_file(con: duckdb.DuckDBPyConnection, spec: StreamInput, path: Path) ->
         path, fmt, spec.stream, spec.profile, spec.default_currency, spec.timezone
     )
     batch_id = con.execute("SELECT nextval('raw.batch_seq')").fetchone()[0]
-    columns = ", ".join(CANONICAL_COLUMNS[spec.stream])
+    columns = ", ".join(CANONICAL_STREAMS[spec.stream].columns)
     try:
-        # The stream and its columns come from CANONICAL_COLUMNS; values are bound.
+        # The stream and its columns come from the contract; values are bound.
         rows = con.execute(
             f"INSERT INTO raw.{spec.stream} ({columns}, _source, _file, _batch_id, _loaded_at) "  # noqa: S608
             f"SELECT {columns}, $source, $file, $batch, now()::TIMESTAMP FROM ({select})",

@@ -9,21 +9,6 @@ from __future__ import annotations
 from connectors.records import ApiSource
 from pipelines.config import HubSpotSource, PipedriveSource, SalesforceSource, read_secret
 
-# The streams each kind of source syncs, in order (companies/accounts feed customers).
-API_STREAMS = {
-    "hubspot": ("deals", "companies"),
-    "salesforce": ("opportunities", "accounts"),
-    "pipedrive": ("deals", "organizations"),
-}
-# The raw tables each API stream writes.
-STREAM_TABLES = {
-    "deals": ("deals", "deal_stage_history"),
-    "opportunities": ("deals", "deal_stage_history"),
-    "companies": ("customers",),
-    "accounts": ("customers",),
-    "organizations": ("customers",),
-}
-
 
 def open_connector(
     config: HubSpotSource | SalesforceSource | PipedriveSource, client_options: dict | None = None

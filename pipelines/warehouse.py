@@ -28,7 +28,7 @@ from pathlib import Path
 import duckdb
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from connectors.files.profiles import CANONICAL_COLUMNS
+from connectors.contract import CANONICAL_STREAMS
 from pipelines.config import Settings
 from pipelines.sql_files import sql_text
 
@@ -37,7 +37,6 @@ RAW_META_COLUMNS = (
     "_source VARCHAR NOT NULL, _file VARCHAR, _row_number BIGINT, "
     "_batch_id BIGINT NOT NULL, _loaded_at TIMESTAMP NOT NULL"
 )
-RAW_STREAMS = (*CANONICAL_COLUMNS,)
 RAW_CATALOG = "raw"
 WORKING_SCHEMAS = ("staging", "quarantine", "kpi", "roi", "bookkeeping")
 
@@ -181,7 +180,8 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
 
 
 def _schema_version() -> str:
-    return hashlib.sha256(repr((CANONICAL_COLUMNS, sql_text("raw/bookkeeping"))).encode()).hexdigest()
+    columns = {name: stream.columns for name, stream in CANONICAL_STREAMS.items()}
+    return hashlib.sha256(repr((columns, sql_text("raw/bookkeeping"))).encode()).hexdigest()
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -189,11 +189,11 @@ def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
     for schema in WORKING_SCHEMAS:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     con.execute("CREATE SEQUENCE IF NOT EXISTS raw.main.batch_seq START 1")
-    for stream, columns in CANONICAL_COLUMNS.items():
-        cols = ", ".join(f"{c} VARCHAR" for c in columns)
-        con.execute(f"CREATE TABLE IF NOT EXISTS raw.main.{stream} ({cols}, {RAW_META_COLUMNS})")
-        for column in columns:  # a file made by an older release gains new canonical columns
-            con.execute(f"ALTER TABLE raw.main.{stream} ADD COLUMN IF NOT EXISTS {column} VARCHAR")
+    for name, stream in CANONICAL_STREAMS.items():
+        cols = ", ".join(f"{c} VARCHAR" for c in stream.columns)
+        con.execute(f"CREATE TABLE IF NOT EXISTS raw.main.{name} ({cols}, {RAW_META_COLUMNS})")
+        for column in stream.columns:  # a file made by an older release gains new canonical columns
+            con.execute(f"ALTER TABLE raw.main.{name} ADD COLUMN IF NOT EXISTS {column} VARCHAR")
     con.execute(sql_text("raw/bookkeeping"))
 
 

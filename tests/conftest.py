@@ -17,12 +17,13 @@ import duckdb
 import pytest
 import yaml
 
+from connectors.contract import API_STREAMS, CANONICAL_STREAMS
 from pipelines.api_sync import sync_stream
 from pipelines.config import Settings, load_settings
 from pipelines.raw_files import load_stream, stream_inputs
-from pipelines.sources import API_STREAMS, open_connector
+from pipelines.sources import open_connector
 from pipelines.transform import MART_TABLES, STAGING_TABLES, build_mart, build_staging
-from pipelines.warehouse import RAW_STREAMS, connect, open_with_raw
+from pipelines.warehouse import connect, open_with_raw
 
 # The console script of this environment: tests run the command as a user does.
 CRM_ROI = str(Path(sys.executable).parent / "crm-roi")
@@ -116,7 +117,7 @@ def run_pipeline(settings: Settings, client_options: dict | None = None,
     `full_reload` syncs every API stream from its start, as `crm-roi run --full-reload` does.
     """
     with connect(settings.duckdb_path, settings) as con:
-        for stream in RAW_STREAMS:
+        for stream in CANONICAL_STREAMS:
             for spec in stream_inputs(settings, stream):
                 load_stream(con, spec)
         for name, config in settings.api_sources():

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import sys
 
+from connectors.contract import API_STREAMS
 from pipelines.api_sync import sync_stream
 from pipelines.config import load_settings
-from pipelines.sources import API_STREAMS, open_connector
+from pipelines.sources import open_connector
 from pipelines.warehouse import connect
 from tests.conftest import FAST_CLIENT
 

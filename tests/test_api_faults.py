@@ -25,6 +25,7 @@ import duckdb
 import pytest
 import yaml
 
+from connectors.contract import API_STREAMS, utc_iso
 from connectors.fakes.hubspot import FakeHubSpot, list_after
 from connectors.fakes.pipedrive import FakePipedrive, PipedriveStore, list_cursor, v2_time
 from connectors.fakes.salesforce import FakeSalesforce
@@ -34,7 +35,7 @@ from connectors.hubspot import settings as hubspot_settings
 from connectors.records import Page, TableRows
 from pipelines.api_sync import SyncResult, read_cursor, sync_stream
 from pipelines.config import Settings, load_settings
-from pipelines.sources import API_STREAMS, open_connector
+from pipelines.sources import open_connector
 from pipelines.warehouse import connect
 from tests.conftest import ACCOUNTS, FAST_CLIENT, run_pipeline
 from tests.test_hubspot_connector import build_portal, page_route
@@ -139,8 +140,7 @@ CRMS = {
         # Two list pages (80 deals) fill one commit of 50; the second commit waited for the third page.
         committed=lambda fake: [str(d["id"]) for d in pipedrive_deals(fake, deleted=True)
                                 + pipedrive_deals(fake, deleted=False)[:PIPEDRIVE_COMMIT]],
-        position=lambda fake: v2_time(pipedrive_deals(fake, deleted=False)[PIPEDRIVE_COMMIT - 1]["update_time"])
-        or "",
+        position=lambda fake: utc_iso(pipedrive_deals(fake, deleted=False)[PIPEDRIVE_COMMIT - 1]["update_time"]),
     ),
 }
 

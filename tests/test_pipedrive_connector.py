@@ -24,6 +24,7 @@ import duckdb
 import pytest
 import yaml
 
+from connectors.contract import API_STREAMS, utc_iso
 from connectors.fakes.pipedrive import FakePipedrive, PipedriveStore, field_key
 from connectors.fakes.server import Fault
 from connectors.http import ApiError
@@ -31,7 +32,7 @@ from connectors.pipedrive import PipedriveSource
 from pipelines.api_sync import SyncResult, read_cursor, sync_stream
 from pipelines.config import Settings, load_settings
 from pipelines.definitions import build_defs
-from pipelines.sources import API_STREAMS, open_connector
+from pipelines.sources import open_connector
 from pipelines.warehouse import connect
 from tests.conftest import ACCOUNTS, FAST_CLIENT, run_pipeline
 
@@ -131,10 +132,6 @@ def flows_requested(fake: FakePipedrive, since: int = 0) -> list[int]:
     return [int(path.split("/")[4]) for _, _, path in fake.log[since:] if "/flow" in path]
 
 
-def iso(moment: dt.datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def active_deals_by_update(store: PipedriveStore) -> list[int]:
     """Live deal ids in the order the connector reads (and checkpoints) them."""
     live = [d for d in store.deals.values() if d["status"] != "deleted" and not d["is_archived"]]
@@ -167,7 +164,7 @@ def test_full_sync_maps_deals_history_and_customers(tmp_path: Path, store: Piped
     assert deals[str(won["id"])][1:] == (
         won["title"], str(won["org_id"]), store.pipelines[won["pipeline_id"]]["name"],
         store.stages[won["stage_id"]]["name"], "true", "true", str(won["value"]), won["currency"],
-        iso(won["add_time"]), iso(won["won_time"]), iso(won["update_time"]), "false",
+        utc_iso(won["add_time"]), utc_iso(won["won_time"]), utc_iso(won["update_time"]), "false",
     )
     lost = next(d for d in store.deals.values() if d["status"] == "lost")
     assert deals[str(lost["id"])][5:7] == ("true", "false")
@@ -182,10 +179,10 @@ def test_full_sync_maps_deals_history_and_customers(tmp_path: Path, store: Piped
     assert len(customers) == len(customer_orgs) == 1052
     churned = next(o for o in customer_orgs if o["custom_fields"].get(field_key("Churn date")))
     row = customers[str(churned["id"])]
-    assert row[1:] == (churned["name"], f"{churned['custom_fields'][field_key('Customer since')]}T00:00:00Z",
-                       f"{churned['custom_fields'][field_key('Churn date')]}T00:00:00Z",
+    assert row[1:] == (churned["name"], f"{churned['custom_fields'][field_key('Customer since')]}T00:00:00.000Z",
+                       f"{churned['custom_fields'][field_key('Churn date')]}T00:00:00.000Z",
                        str(churned["custom_fields"][field_key("MRR")]["value"]))
-    assert cursor == iso(max(d["update_time"] for d in store.deals.values()))
+    assert cursor == utc_iso(max(d["update_time"] for d in store.deals.values()))
     assert not any("api_token" in path for _, _, path in fake.log)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.warehouse import RAW_STREAMS
+from connectors.contract import CANONICAL_STREAMS
 from tests.conftest import crm_roi
 
 
@@ -50,7 +50,7 @@ def test_raw_rows_are_in_the_raw_file_and_in_no_other(fresh: Path):
     assert {"staging", "quarantine", "kpi", "roi", "bookkeeping"} <= schemas(fresh)
     assert schemas(published) == {"staging", "quarantine", "kpi", "roi"}
     raw = table_rows(raw_file, "main")
-    assert set(RAW_STREAMS) | {"loaded_files", "sync_state", "schema_version"} == set(raw)
+    assert set(CANONICAL_STREAMS) | {"loaded_files", "sync_state", "schema_version"} == set(raw)
     with duckdb.connect(str(raw_file), read_only=True) as con:
         landed, recorded = con.execute(
             "SELECT (SELECT count(*) FROM deals), (SELECT sum(row_count) FROM loaded_files WHERE stream = 'deals')"

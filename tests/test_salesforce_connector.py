@@ -21,13 +21,14 @@ import duckdb
 import pytest
 import yaml
 
+from connectors.contract import API_STREAMS
 from connectors.fakes.salesforce import FakeSalesforce
 from connectors.fakes.server import Fault
 from connectors.salesforce import SalesforceSource
 from connectors.salesforce.settings import HISTORY_IDS_PER_QUERY, QUOTA_SHARE_PER_RUN, QUOTA_SHARE_TOTAL
 from pipelines.api_sync import SyncResult, read_cursor, sync_stream
 from pipelines.config import Settings, load_settings
-from pipelines.sources import API_STREAMS, open_connector
+from pipelines.sources import open_connector
 from pipelines.transform import STAGING_TABLES, build_staging
 from pipelines.warehouse import connect
 from tests.conftest import ACCOUNTS, FAST_CLIENT, rows, run_pipeline

@@ -10,42 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# Canonical columns per stream and how staging parses them.
-TEXT, BOOL, NUMBER, TIMESTAMP, DATE = "text", "bool", "number", "timestamp", "date"
-
-CANONICAL_COLUMNS: dict[str, dict[str, str]] = {
-    "deals": {
-        "deal_id": TEXT, "deal_name": TEXT, "account_id": TEXT, "owner_id": TEXT,
-        "pipeline": TEXT, "stage": TEXT, "is_closed": BOOL, "is_won": BOOL,
-        "amount": NUMBER, "currency": TEXT, "created_at": TIMESTAMP,
-        "closed_at": TIMESTAMP, "updated_at": TIMESTAMP, "is_deleted": BOOL,
-    },
-    "deal_stage_history": {"deal_id": TEXT, "stage": TEXT, "entered_at": TIMESTAMP},
-    "customers": {
-        "customer_id": TEXT, "name": TEXT, "started_at": TIMESTAMP,
-        "churned_at": TIMESTAMP, "mrr": NUMBER, "is_deleted": BOOL,
-    },
-    "finance_gl": {
-        "entry_id": TEXT, "posted_on": DATE, "account": TEXT, "description": TEXT,
-        "vendor": TEXT, "amount": NUMBER, "currency": TEXT,
-    },
-    "fx_rates": {"date": DATE, "currency": TEXT, "rate_to_base": NUMBER},
-    "csat": {"response_id": TEXT, "customer_id": TEXT, "responded_at": TIMESTAMP, "score": NUMBER},
-    "crm_usage": {"period_start": DATE, "active_users": NUMBER, "licensed_seats": NUMBER},
-}
-
-# Columns a file must have (after mapping). Others are optional: is_deleted
-# defaults to false, updated_at to the later of created_at and closed_at, and
-# currency to the profile's or the base currency; the rest are null.
-REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
-    "deals": ("deal_id", "created_at", "closed_at", "amount", "is_closed", "is_won"),
-    "deal_stage_history": ("deal_id", "stage", "entered_at"),
-    "customers": ("customer_id", "started_at", "churned_at"),
-    "finance_gl": ("entry_id", "posted_on", "account", "amount"),
-    "fx_rates": ("date", "currency", "rate_to_base"),
-    "csat": ("response_id", "responded_at", "score"),
-    "crm_usage": ("period_start", "active_users", "licensed_seats"),
-}
+from connectors.contract import CANONICAL_STREAMS
 
 # Salesforce report exports end in a footer that is not data.
 FOOTER_PATTERN = r"^(Grand Totals \(\d+ records?\)|Confidential Information.*|Copyright \(c\).*)$"
@@ -70,8 +35,9 @@ class Profile:
     def headers_for(self, stream: str) -> dict[str, tuple[str, ...]]:
         """Accepted headers per canonical column; canonical names are always accepted."""
         own = self.headers.get(stream, {})
-        return {col: (*own.get(col, ()), col) for col in CANONICAL_COLUMNS[stream]} | {
-            col: heads for col, heads in own.items() if col not in CANONICAL_COLUMNS[stream]
+        canonical = CANONICAL_STREAMS[stream].columns
+        return {col: (*own.get(col, ()), col) for col in canonical} | {
+            col: heads for col, heads in own.items() if col not in canonical
         }
 
 
@@ -183,8 +149,8 @@ PROFILES = {p.name: p for p in (CANONICAL, HUBSPOT_EXPORT, SALESFORCE_EXPORT, PI
 def custom_profile(columns: dict[str, str], won_stages: list[str], lost_stages: list[str]) -> Profile:
     """A profile from the user's config: `columns` maps canonical name -> header."""
     by_stream = {
-        stream: {col: (columns[col],) for col in cols if col in columns}
-        for stream, cols in CANONICAL_COLUMNS.items()
+        name: {col: (columns[col],) for col in stream.columns if col in columns}
+        for name, stream in CANONICAL_STREAMS.items()
     }
     return Profile(
         name="custom",

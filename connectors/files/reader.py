@@ -14,14 +14,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.files.profiles import (
-    CANONICAL_COLUMNS,
-    DATE,
-    FOOTER_PATTERN,
-    REQUIRED_COLUMNS,
-    TIMESTAMP,
-    Profile,
-)
+from connectors.contract import CANONICAL_STREAMS, DATE, TIMESTAMP
+from connectors.files.profiles import FOOTER_PATTERN, Profile
 
 SNIFF_BYTES = 1 << 16
 DELIMITERS = (",", ";", "\t", "|")
@@ -161,7 +155,7 @@ def landing_query(
     present = {col: [h for h in heads if h in header] for col, heads in accepted.items()}
     status = _coalesce(present.get(profile.status_column, []))
     derive_flags = stream == "deals" and not (present["is_closed"] and present["is_won"])
-    for col in REQUIRED_COLUMNS[stream]:
+    for col in CANONICAL_STREAMS[stream].required:
         derivable = col in ("is_closed", "is_won") and derive_flags and status != "NULL"
         if not present.get(col) and not (derivable and profile.won_values):
             wanted = " or ".join(f"'{h}'" for h in accepted[col])
@@ -177,7 +171,7 @@ def landing_query(
         params["timezone"] = timezone
     columns = {
         col: _typed_text(col, kind, present.get(col, []), profile, timezone != "UTC")
-        for col, kind in CANONICAL_COLUMNS[stream].items()
+        for col, kind in CANONICAL_STREAMS[stream].columns.items()
     }
     if stream in ("deals", "finance_gl") and not present["currency"]:
         params["default_currency"] = default_currency

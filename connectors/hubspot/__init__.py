@@ -33,6 +33,7 @@ import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 
+from connectors.contract import API_STREAMS, utc_iso
 from connectors.http import RequestStats
 from connectors.hubspot import settings
 from connectors.hubspot.helpers import (
@@ -40,7 +41,6 @@ from connectors.hubspot.helpers import (
     Record,
     company_links,
     epoch_ms,
-    iso,
     iso_utc,
     merged_ids,
     parse_time,
@@ -61,7 +61,7 @@ MAPPABLE_COLUMNS = frozenset({
 class HubSpotSource:
     """A HubSpot portal read with a private-app token (scopes crm.objects.deals.read, crm.objects.companies.read)."""
 
-    streams = ("deals", "companies")
+    streams = API_STREAMS["hubspot"]
 
     def __init__(self, token: str, *, base_url: str = settings.DEFAULT_BASE_URL, requests_per_10s: int = 100,
                  columns: dict[str, str] | None = None, lookback_minutes: int = 60,
@@ -138,7 +138,7 @@ class Progress:
             return cls(**json.loads(cursor))
         if cursor is not None and parse_time(cursor) is None:
             raise ValueError(f"not a HubSpot cursor: {cursor!r}")
-        return cls(since=cursor, started=iso(now))
+        return cls(since=cursor, started=utc_iso(now))
 
     def after_page(self, resume: str | None, modified: str | None = None) -> Progress:
         """The progress once a page is committed; `resume` None means that page was its pass's last."""
@@ -339,7 +339,7 @@ def stage_history(deal_id: str, record: Record) -> list[dict[str, str | None]]:
     for entry in entries:
         stage, moment = text(entry.get("value")), parse_time(entry.get("timestamp"))
         if stage is not None and moment is not None:
-            rows[(iso(moment), stage)] = {"deal_id": deal_id, "stage": stage, "entered_at": iso(moment)}
+            rows[(utc_iso(moment), stage)] = {"deal_id": deal_id, "stage": stage, "entered_at": utc_iso(moment)}
     return [rows[key] for key in sorted(rows)]
 
 
@@ -361,4 +361,4 @@ def earlier(a: str | None, b: str | None) -> str | None:
 def _pick(a: str | None, b: str | None, choose: Callable) -> str | None:
     """The later/earlier of two timestamps, ignoring missing or unparseable ones."""
     moments = [m for m in (parse_time(a), parse_time(b)) if m is not None]
-    return iso(choose(moments)) if moments else None
+    return utc_iso(choose(moments)) if moments else None

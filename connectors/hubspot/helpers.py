@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 
 import requests
 
+from connectors.contract import utc_iso
 from connectors.http import ApiClient, PagingGuard, RateLimiter, Redactor, RequestStats, header_count
 from connectors.hubspot import settings
 
@@ -285,14 +286,10 @@ def parse_time(value: object) -> dt.datetime | None:
     return moment.replace(tzinfo=dt.UTC) if moment.tzinfo is None else moment.astimezone(dt.UTC)
 
 
-def iso(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
-
-
 def iso_utc(value: object) -> str | None:
     """ISO 8601 UTC with milliseconds; a value that does not parse is passed on for staging to reject."""
     moment = parse_time(value)
-    return iso(moment) if moment is not None else text(value)
+    return utc_iso(moment) if moment is not None else text(value)
 
 
 def epoch_ms(moment: dt.datetime) -> int:

@@ -27,7 +27,7 @@ import logging
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from connectors.files.profiles import CANONICAL_COLUMNS
+from connectors.contract import API_STREAMS, CANONICAL_STREAMS, utc_iso
 from connectors.http import ApiClient, Redactor, RequestStats, header_count
 from connectors.pipedrive import settings
 from connectors.pipedrive.helpers import (
@@ -37,7 +37,6 @@ from connectors.pipedrive.helpers import (
     classify,
     deal_changes,
     decimal_text,
-    format_time,
     iso_time,
     names_by_id,
     parse_time,
@@ -56,7 +55,7 @@ _FIELD_LISTS = {"deals": settings.DEAL_FIELDS, "customers": settings.ORGANIZATIO
 class PipedriveSource:
     """The Pipedrive connector (see the module docstring); one instance per sync run."""
 
-    streams = ("deals", "organizations")
+    streams = API_STREAMS["pipedrive"]
 
     def __init__(
         self,
@@ -71,11 +70,12 @@ class PipedriveSource:
         if not token:
             raise ValueError("a Pipedrive API token is required")
         columns = dict(columns or {})
-        unknown = sorted(set(columns) - set(CANONICAL_COLUMNS["deals"]) - set(CANONICAL_COLUMNS["customers"]))
+        kinds = {table: CANONICAL_STREAMS[table].columns for table in _FIELD_LISTS}
+        unknown = sorted(set(columns).difference(*kinds.values()))
         if unknown:
             raise ValueError(f"columns: '{unknown[0]}' is not a canonical deals or customers column")
         self._columns = {
-            table: {c: f for c, f in columns.items() if c in CANONICAL_COLUMNS[table]} for table in _FIELD_LISTS
+            table: {c: f for c, f in columns.items() if c in kinds[table]} for table in _FIELD_LISTS
         }
         self._lookback = dt.timedelta(minutes=lookback_minutes)
         self._client = ApiClient(
@@ -118,7 +118,7 @@ class PipedriveSource:
                         "days are no longer listed and stay in raw.deals as they were until a full reload "
                         "(--full-reload) marks them deleted", cursor,
                         settings.DELETED_RETENTION_DAYS, settings.DELETED_RETENTION_DAYS)
-        window = {"updated_since": format_time(since)} if since else {}
+        window = {"updated_since": utc_iso(since, whole_seconds=True)} if since else {}
         yield from self._deal_pages(settings.DEALS, _ASCENDING | {"status": settings.DELETED_STATUS}, since)
         yield from self._deal_pages(settings.ARCHIVED_DEALS, _ASCENDING | window, since)
         yield from self._deal_pages(settings.DEALS, _ASCENDING | window, since, checkpoint)
@@ -158,7 +158,7 @@ class PipedriveSource:
             "updated_at": iso_time(deal.get("update_time")),
             "is_deleted": _bool_text(status == settings.DELETED_STATUS or deal.get("is_deleted") is True),
         }
-        _apply_columns(row, deal, self._field_refs("deals"), CANONICAL_COLUMNS["deals"])
+        _apply_columns(row, deal, self._field_refs("deals"), CANONICAL_STREAMS["deals"].columns)
         if row["currency"] is None and row["amount"] is not None:
             row["currency"] = self._company_currency()
         return row
@@ -177,7 +177,7 @@ class PipedriveSource:
     def _read_organizations(self, cursor: str | None) -> Iterator[Page]:
         checkpoint = _Checkpoint.begin(cursor)
         since = checkpoint.window_start(self._lookback)
-        params = _ASCENDING | ({"updated_since": format_time(since)} if since else {})
+        params = _ASCENDING | ({"updated_since": utc_iso(since, whole_seconds=True)} if since else {})
         for page in v2_pages(self._client, settings.ORGANIZATIONS, params):
             rows = [row for org in page if (row := self._customer_row(org)) is not None]
             log.info("pipedrive organizations: %d read, %d customers", len(page), len(rows))
@@ -196,7 +196,7 @@ class PipedriveSource:
             "churned_at": None,
             "mrr": None,
         }
-        _apply_columns(row, org, fields, CANONICAL_COLUMNS["customers"])
+        _apply_columns(row, org, fields, CANONICAL_STREAMS["customers"].columns)
         return None if "started_at" in fields and row["started_at"] is None else row
 
     # -- reference data, read once per run ------------------------------------
@@ -262,7 +262,7 @@ class _Checkpoint:
         if self.latest is None:
             return None
         moment = min(self.latest, self.start)
-        return format_time(max(moment, self.floor) if self.floor else moment)
+        return utc_iso(max(moment, self.floor) if self.floor else moment)
 
 
 def _changed(deal: dict, since: dt.datetime | None) -> bool:

@@ -14,6 +14,7 @@ from decimal import Decimal, InvalidOperation
 
 import requests
 
+from connectors.contract import NUMBER, TIMESTAMP, utc_iso
 from connectors.http import ApiClient, ApiError, PagingGuard
 from connectors.pipedrive import settings
 
@@ -187,16 +188,12 @@ def parse_time(value: object) -> dt.datetime | None:
 
 
 def iso_time(value: object) -> str | None:
-    """Any Pipedrive time as ISO 8601 in UTC with a Z (an unreadable one as given, for staging to reject)."""
+    """Any Pipedrive time as utc_iso text (an unreadable one as given, for staging to reject)."""
     try:
         moment = parse_time(value)
     except ValueError:
         return str(value)
-    return format_time(moment) if moment else None
-
-
-def format_time(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return utc_iso(moment) if moment else None
 
 
 def decimal_text(value: object) -> str | None:
@@ -212,12 +209,12 @@ def decimal_text(value: object) -> str | None:
 
 
 def canonical_text(kind: str, value: object) -> str | None:
-    """A field value as the canonical column of `kind` (see CANONICAL_COLUMNS) expects it."""
+    """A field value as a canonical column of `kind` (a connectors.contract kind) expects it."""
     if value is None or value == "":
         return None
-    if kind == "timestamp":
+    if kind == TIMESTAMP:
         return iso_time(value)
-    if kind == "number":
+    if kind == NUMBER:
         return decimal_text(value)
     if isinstance(value, bool):
         return "true" if value else "false"

@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 
-from connectors.files.profiles import CANONICAL_COLUMNS, DATE, TIMESTAMP
+from connectors.contract import API_STREAMS, CANONICAL_STREAMS, DATE, TIMESTAMP, require_tls
 from connectors.records import Page, TableRows
 from connectors.salesforce.helpers import (
     SalesforceApi,
@@ -24,7 +24,6 @@ from connectors.salesforce.helpers import (
     iso_utc,
     opportunity_history,
     parse_stamp,
-    secure_url,
     whole_seconds,
 )
 from connectors.salesforce.settings import (
@@ -51,7 +50,7 @@ class SalesforceSource:
     another field, e.g. {"churned_at": "Churn_Date__c", "amount": "Amount_USD__c"}.
     """
 
-    streams = ("opportunities", "accounts")
+    streams = API_STREAMS["salesforce"]
 
     def __init__(
         self,
@@ -79,8 +78,8 @@ class SalesforceSource:
         self._lookback = dt.timedelta(minutes=lookback_minutes)
         self._api = SalesforceApi(
             token=token, oauth=oauth,
-            base_url=secure_url(base_url, "base_url") if base_url else None,
-            login_url=secure_url(login_url, "login_url"), api_version=api_version, use_bulk=use_bulk,
+            base_url=require_tls(base_url, "base_url") if base_url else None,
+            login_url=require_tls(login_url, "login_url"), api_version=api_version, use_bulk=use_bulk,
             client_options=client_options or {},
         )
         self.stats = self._api.stats
@@ -177,7 +176,7 @@ def to_text(value: object, kind: str) -> str | None:
 
 
 def canonical_row(record: dict, fields: dict[str, str], table: str) -> dict[str, str | None]:
-    kinds = CANONICAL_COLUMNS[table]
+    kinds = CANONICAL_STREAMS[table].columns
     return {column: to_text(field_value(record, path), kinds.get(column, "")) for column, path in fields.items()}
 
 

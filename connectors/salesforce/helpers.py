@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 
 import requests
 
+from connectors.contract import require_tls, utc_iso
 from connectors.http import (
     ApiClient,
     ApiError,
@@ -69,35 +70,18 @@ def parse_stamp(text: str) -> dt.datetime:
     return (moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
 
 
-def stamp_text(moment: dt.datetime) -> str:
-    """ISO 8601 in UTC with milliseconds and Z: the form of every timestamp and cursor we emit."""
-    moment = moment.astimezone(dt.UTC)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
 def iso_utc(text: str) -> str:
     """A Salesforce datetime (REST '+0000', Bulk 'Z', or epoch milliseconds) as ISO Z; a date stays a date."""
     if text.isdigit():
-        return stamp_text(dt.datetime.fromtimestamp(int(text) / 1000, dt.UTC))
+        return utc_iso(dt.datetime.fromtimestamp(int(text) / 1000, dt.UTC))
     if len(text) == 10:
         return text
-    return stamp_text(parse_stamp(text))
+    return utc_iso(parse_stamp(text))
 
 
 def whole_seconds(moment: dt.datetime) -> dt.datetime:
     """SOQL datetime literals have no fractions: bounds are floored to the second."""
     return moment.replace(microsecond=0)
-
-
-def soql_datetime(moment: dt.datetime) -> str:
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def secure_url(url: str, what: str) -> str:
-    """Tokens travel only over TLS (plain http only to this machine, for the fakes)."""
-    if url.startswith("https://") or url.startswith(("http://127.0.0.1", "http://localhost")):
-        return url.rstrip("/")
-    raise ValueError(f"{what} '{url}' must be an https:// URL")
 
 
 # -- errors and quota --------------------------------------------------------------------------------
@@ -225,7 +209,7 @@ class SalesforceApi:
         self.redact.add(payload["access_token"])
         self.redact.add(payload.get("refresh_token"))
         self._token = payload["access_token"]
-        self.client.base_url = secure_url(payload["instance_url"], "instance_url")
+        self.client.base_url = require_tls(payload["instance_url"], "instance_url")
         if payload.get("refresh_token"):
             # Orgs with refresh-token rotation invalidate the old one as soon as it is used.
             self._oauth = (client_id, client_secret, payload["refresh_token"])
@@ -344,9 +328,9 @@ def select(sobject: str, fields: Iterable[str], since: dt.datetime | None, until
     `columns` checked against a field-name pattern; the bounds are formatted datetimes."""
     bounds = []
     if since is not None:
-        bounds.append(f"SystemModstamp >= {soql_datetime(since)}")
+        bounds.append(f"SystemModstamp >= {utc_iso(since, whole_seconds=True)}")
     if until is not None:
-        bounds.append(f"SystemModstamp < {soql_datetime(until)}")
+        bounds.append(f"SystemModstamp < {utc_iso(until, whole_seconds=True)}")
     soql = f"SELECT {', '.join(fields)} FROM {sobject}"  # noqa: S608
     if bounds:
         soql += " WHERE " + " AND ".join(bounds)
@@ -370,7 +354,7 @@ def changes(api: SalesforceApi, sobject: str, fields: list[str], since: dt.datet
 
 def _cursor(stamp: str | dt.datetime, started: dt.datetime) -> str:
     moment = parse_stamp(stamp) if isinstance(stamp, str) else stamp
-    return stamp_text(min(moment, started))
+    return utc_iso(min(moment, started))
 
 
 def _rest_batches(api: SalesforceApi, sobject: str, fields: list[str], since: dt.datetime | None,

@@ -7,13 +7,14 @@ failure while the other sources' data still reaches staging.
 
 import dagster as dg
 
+from connectors.contract import API_STREAM_TABLES, API_STREAMS
 from pipelines.api_sync import sync_stream
 from pipelines.assets import POOL
 from pipelines.assets.raw import RawLoadConfig
 from pipelines.config import Settings
 from pipelines.logs import log_event
 from pipelines.resources import CrmRoi
-from pipelines.sources import API_STREAMS, STREAM_TABLES, open_connector
+from pipelines.sources import open_connector
 
 
 def api_asset_key(source: str, stream: str) -> dg.AssetKey:
@@ -22,7 +23,7 @@ def api_asset_key(source: str, stream: str) -> dg.AssetKey:
 
 def _api_asset(source: str, kind: str, stream: str) -> dg.AssetsDefinition:
     key = api_asset_key(source, stream)
-    tables = ", ".join(f"raw.{t}" for t in STREAM_TABLES[stream])
+    tables = ", ".join(f"raw.{t}" for t in API_STREAM_TABLES[stream])
 
     @dg.asset(
         key=key,
@@ -92,6 +93,6 @@ def api_deps_by_table(settings: Settings) -> dict[str, list[dg.AssetKey]]:
     deps: dict[str, list[dg.AssetKey]] = {}
     for name, config in settings.api_sources():
         for stream in API_STREAMS[config.kind]:
-            for table in STREAM_TABLES[stream]:
+            for table in API_STREAM_TABLES[stream]:
                 deps.setdefault(table, []).append(api_asset_key(name, stream))
     return deps

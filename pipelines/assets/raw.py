@@ -4,11 +4,11 @@ import time
 
 import dagster as dg
 
+from connectors.contract import CANONICAL_STREAMS
 from pipelines.assets import POOL
 from pipelines.logs import log_event
 from pipelines.raw_files import LoadResult, load_stream, required_streams_present, stream_inputs
 from pipelines.resources import CrmRoi
-from pipelines.warehouse import RAW_STREAMS
 
 
 class RawLoadConfig(dg.Config):
@@ -58,4 +58,4 @@ def _raw_asset(stream: str) -> dg.AssetsDefinition:
     return raw_stream
 
 
-raw_assets = [_raw_asset(stream) for stream in RAW_STREAMS]
+raw_assets = [_raw_asset(stream) for stream in CANONICAL_STREAMS]
