@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -25,6 +25,9 @@ from pydantic import (
 )
 
 from connectors.contract import CANONICAL_STREAMS, require_tls
+
+if TYPE_CHECKING:
+    from connectors.records import ApiSource
 
 DEFAULT_CONFIG_FILE = "crm_roi.yaml"
 DEFAULT_DUCKDB_FILE = "crm_roi.duckdb"
@@ -141,6 +144,22 @@ class _ApiSource(_Strict):
     def _base_url_over_tls(cls, url: str | None) -> str | None:
         return None if url is None else require_tls(url, "base_url")
 
+    def open(self, client_options: dict | None = None) -> ApiSource:
+        """The live connector (connectors/<crm>/); `client_options` tune its HTTP client beyond the config (tests).
+
+        Secrets are read from the environment here, at the last moment, and handed to the
+        connector's redactor so they cannot leak into a log line or an error.
+        """
+        retries = {"max_attempts": self.retry_attempts, "backoff_max": self.retry_max_wait_seconds}
+        options = {"columns": dict(self.columns), "lookback_minutes": self.lookback_minutes,
+                   "client_options": {**retries, **(client_options or {})}}
+        if self.base_url:
+            options["base_url"] = self.base_url
+        return self._connector(options)
+
+    def _connector(self, options: dict) -> ApiSource:
+        raise NotImplementedError
+
 
 class HubSpotSource(_ApiSource):
     """HubSpot CRM v3 with a private-app token (scopes: crm.objects.deals.read, crm.objects.companies.read)."""
@@ -148,6 +167,11 @@ class HubSpotSource(_ApiSource):
     kind: Literal["hubspot"] = Field(description="`hubspot`: HubSpot CRM v3.")
     token: SecretRef = Field(description="Private-app token, as `env:NAME`.")
     requests_per_10s: int = Field(100, ge=1, le=250, description="The app's burst limit per 10 s.")
+
+    def _connector(self, options: dict) -> ApiSource:
+        from connectors.hubspot import HubSpotSource as Connector
+
+        return Connector(read_secret(self.token), requests_per_10s=self.requests_per_10s, **options)
 
 
 class SalesforceSource(_ApiSource):
@@ -178,6 +202,14 @@ class SalesforceSource(_ApiSource):
             raise ValueError("base_url (the org's instance URL) is required with a plain token")
         return self
 
+    def _connector(self, options: dict) -> ApiSource:
+        from connectors.salesforce import SalesforceSource as Connector
+
+        secrets = {key: read_secret(getattr(self, key)) if getattr(self, key) else None
+                   for key in ("token", "client_id", "client_secret", "refresh_token")}
+        return Connector(login_url=self.login_url, api_version=self.api_version, use_bulk=self.bulk,
+                         **secrets, **options)
+
 
 class PipedriveSource(_ApiSource):
     """Pipedrive API v2 (deals) and v1 (deal flow) with an API token."""
@@ -186,11 +218,15 @@ class PipedriveSource(_ApiSource):
     token: SecretRef = Field(description="API token, as `env:NAME` (sent as the x-api-token header).")
     requests_per_2s: int = Field(20, ge=1, le=480, description="The plan's request limit per 2 s.")
 
+    def _connector(self, options: dict) -> ApiSource:
+        from connectors.pipedrive import PipedriveSource as Connector
 
-SourceConfig = Annotated[
-    FilesSource | HubSpotSource | SalesforceSource | PipedriveSource, Field(discriminator="kind")
-]
+        return Connector(read_secret(self.token), requests_per_2s=self.requests_per_2s, **options)
+
+
+# Every live CRM: a new one is a config class above (with its connector) and its name here.
 API_SOURCE_TYPES = (HubSpotSource, SalesforceSource, PipedriveSource)
+SourceConfig = Annotated[Union[FilesSource, *API_SOURCE_TYPES], Field(discriminator="kind")]
 
 
 class FinanceConfig(_Strict):
@@ -299,7 +335,7 @@ class Settings(_Strict):
             names.append(source.name or f"{source.kind}_{counts[source.kind]}")
         return names
 
-    def api_sources(self) -> list[tuple[str, HubSpotSource | SalesforceSource | PipedriveSource]]:
+    def api_sources(self) -> list[tuple[str, _ApiSource]]:
         return [(n, s) for n, s in zip(self.source_names, self.sources, strict=True)
                 if isinstance(s, API_SOURCE_TYPES)]
 

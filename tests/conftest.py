@@ -21,7 +21,6 @@ from connectors.contract import API_STREAMS, CANONICAL_STREAMS
 from pipelines.api_sync import sync_stream
 from pipelines.config import Settings, load_settings
 from pipelines.raw_files import load_stream, stream_inputs
-from pipelines.sources import open_connector
 from pipelines.transform import MART_TABLES, STAGING_TABLES, build_mart, build_staging
 from pipelines.warehouse import connect, open_with_raw
 
@@ -121,7 +120,7 @@ def run_pipeline(settings: Settings, client_options: dict | None = None,
             for spec in stream_inputs(settings, stream):
                 load_stream(con, spec)
         for name, config in settings.api_sources():
-            connector = open_connector(config, client_options or FAST_CLIENT)
+            connector = config.open(client_options or FAST_CLIENT)
             try:
                 for stream in API_STREAMS[config.kind]:
                     result = sync_stream(con, name, connector, stream, full=full_reload)

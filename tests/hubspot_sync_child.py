@@ -11,7 +11,6 @@ import sys
 from connectors.contract import API_STREAMS
 from pipelines.api_sync import sync_stream
 from pipelines.config import load_settings
-from pipelines.sources import open_connector
 from pipelines.warehouse import connect
 from tests.conftest import FAST_CLIENT
 
@@ -20,7 +19,7 @@ def main(config: str) -> None:
     settings = load_settings(config)
     with connect(settings.duckdb_path, settings) as con:
         for name, source in settings.api_sources():
-            connector = open_connector(source, FAST_CLIENT)
+            connector = source.open(FAST_CLIENT)
             try:
                 for stream in API_STREAMS[source.kind]:
                     print(stream, sync_stream(con, name, connector, stream), flush=True)

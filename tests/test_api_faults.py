@@ -35,7 +35,6 @@ from connectors.hubspot import settings as hubspot_settings
 from connectors.records import Page, TableRows
 from pipelines.api_sync import SyncResult, read_cursor, sync_stream
 from pipelines.config import Settings, load_settings
-from pipelines.sources import open_connector
 from pipelines.warehouse import connect
 from tests.conftest import ACCOUNTS, FAST_CLIENT, run_pipeline
 from tests.test_hubspot_connector import build_portal, page_route
@@ -187,7 +186,7 @@ class Workspace:
         ((_, config),) = settings.api_sources()
 
         def run() -> tuple[dict[str, SyncResult], RequestStats]:
-            connector = open_connector(config, client_options)
+            connector = config.open(client_options)
             try:
                 with connect(settings.duckdb_path, settings) as con:
                     results = {s: sync_stream(con, SOURCE, connector, s) for s in API_STREAMS[self.crm.kind]}

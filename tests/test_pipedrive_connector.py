@@ -32,7 +32,6 @@ from connectors.pipedrive import PipedriveSource
 from pipelines.api_sync import SyncResult, read_cursor, sync_stream
 from pipelines.config import Settings, load_settings
 from pipelines.definitions import build_defs
-from pipelines.sources import open_connector
 from pipelines.warehouse import connect
 from tests.conftest import ACCOUNTS, FAST_CLIENT, run_pipeline
 
@@ -101,7 +100,7 @@ def sync(settings: Settings, client_options: dict | None = None) -> dict[str, Sy
     """One sync of every Pipedrive stream, as the raw assets run it; the results per stream."""
     (name, config), = settings.api_sources()
     with connect(settings.duckdb_path, settings) as con:
-        connector = open_connector(config, client_options or FAST_CLIENT)
+        connector = config.open(client_options or FAST_CLIENT)
         try:
             return {stream: sync_stream(con, name, connector, stream) for stream in API_STREAMS["pipedrive"]}
         finally:

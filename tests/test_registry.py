@@ -58,3 +58,12 @@ def test_kpis_are_declared_once_with_a_baseline_rule():
     for kpi in KPIS:
         assert periodic[kpi.name] == kpi.meaning
         assert baseline[kpi.name].startswith(kpi.meaning) and "Baseline:" in baseline[kpi.name]
+
+
+def test_the_generated_reference_is_up_to_date(tmp_path):
+    from pipelines.reference import DOCS, write
+
+    for generated in write(tmp_path):
+        committed = DOCS / generated.name
+        assert committed.read_text(encoding="utf-8") == generated.read_text(encoding="utf-8"), (
+            f"docs/{generated.name} is stale: run `make docs`")

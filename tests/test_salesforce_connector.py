@@ -28,7 +28,6 @@ from connectors.salesforce import SalesforceSource
 from connectors.salesforce.settings import HISTORY_IDS_PER_QUERY, QUOTA_SHARE_PER_RUN, QUOTA_SHARE_TOTAL
 from pipelines.api_sync import SyncResult, read_cursor, sync_stream
 from pipelines.config import Settings, load_settings
-from pipelines.sources import open_connector
 from pipelines.transform import STAGING_TABLES, build_staging
 from pipelines.warehouse import connect
 from tests.conftest import ACCOUNTS, FAST_CLIENT, rows, run_pipeline
@@ -98,7 +97,7 @@ def sync(config: Path, options: dict = OPTIONS) -> dict[str, SyncResult]:
     settings = load_settings(config)
     ((name, source),) = settings.api_sources()
     with connect(settings.duckdb_path, settings) as con:
-        connector = open_connector(source, options)
+        connector = source.open(options)
         try:
             return {stream: sync_stream(con, name, connector, stream) for stream in API_STREAMS["salesforce"]}
         finally:
@@ -489,10 +488,10 @@ def test_configuration_mistakes_are_refused_before_any_request():
 
 
 def test_oauth_config_logs_in_and_learns_the_instance_url(org, tmp_path):
-    """No base_url: the token endpoint under login_url names the instance (built as pipelines/sources.py does)."""
+    """No base_url: the token endpoint under login_url names the instance (the connector a run opens)."""
     fake = org()
     settings: Settings = load_settings(configure(tmp_path, fake, auth="oauth"))
-    connector = open_connector(settings.api_sources()[0][1], OPTIONS)
+    connector = settings.api_sources()[0][1].open(OPTIONS)
     try:
         assert isinstance(connector, SalesforceSource)
         assert connector.streams == API_STREAMS["salesforce"]

@@ -14,7 +14,6 @@ from pipelines.assets.raw import RawLoadConfig
 from pipelines.config import Settings
 from pipelines.logs import log_event
 from pipelines.resources import CrmRoi
-from pipelines.sources import open_connector
 
 
 def api_asset_key(source: str, stream: str) -> dg.AssetKey:
@@ -42,7 +41,7 @@ def _api_asset(source: str, kind: str, stream: str) -> dg.AssetsDefinition:
         context: dg.AssetExecutionContext, config: RawLoadConfig, crm_roi: dg.ResourceParam[CrmRoi]
     ) -> dg.MaterializeResult:
         with crm_roi.warehouse() as con:
-            connector = open_connector(dict(crm_roi.settings.api_sources())[source])
+            connector = dict(crm_roi.settings.api_sources())[source].open()
             try:
                 result = sync_stream(con, source, connector, stream, full=config.full_reload)
             finally:
