@@ -385,6 +385,9 @@ def check_registry(registry: Registry) -> None:
         if selected != declared:
             raise RegistryError(f"sql/{table.model}.sql selects the columns of {table.name} in another order "
                                 f"than pipelines/models.py: {', '.join(selected)}")
+        if table.key and not {"in_scope", "scoped_build"} <= model_shape(table.model).functions:
+            raise RegistryError(f"sql/{table.model}.sql must read raw through in_scope() and scoped_build() "
+                                "(the staging model contract in pipelines/transform.py)")
         if unknown := sorted(table.reads - known):
             raise RegistryError(f"sql/{table.model}.sql reads {unknown[0]}, which is no table of the registry")
 
