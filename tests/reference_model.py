@@ -1,10 +1,10 @@
-"""Independent pure-Python reference model of DESIGN.md's row rules, KPIs and ROI.
+"""Independent pure-Python reference model of the documented row rules, KPIs and ROI.
 
 Why this exists: the real pipeline computes staging, KPI and ROI tables in DuckDB
-SQL. A second implementation written straight from DESIGN.md, in a different
+SQL. A second implementation written straight from the documented definitions (docs/row-rules.md, docs/tables.md), in a different
 language and without looking at that SQL, lets tests cross-check the two on the
 demo data and on randomly generated data: a disagreement points at a bug in one
-of them or at a place where DESIGN.md is ambiguous.
+of them or at a place where the definitions are ambiguous.
 
 Scope: one files source with the canonical profile and a single file per stream,
 plus one finance GL file. Standard library only, and written for clarity rather
@@ -198,7 +198,7 @@ def _try(parser: Callable[[str], Any], text: str | None) -> Any:
 def _cell(raw: RawRow, name: str) -> str | None:
     """The stripped text of a CSV cell; None when the column is absent or the cell empty.
 
-    Why: DESIGN treats an empty string as null; surrounding whitespace is never
+    Why: the rules treat an empty string as null; surrounding whitespace is never
     meaningful in an export file.
     """
     value = raw.get(name)
@@ -294,7 +294,7 @@ def period_next(start: date, period: str) -> date:
 
 
 def months_per_period(period: str) -> float:
-    """DESIGN's months per period: 1, 3 or 12/52 (a week)."""
+    """Months per period: 1, 3 or 12/52 (a week)."""
     return {"month": 1.0, "quarter": 3.0, "week": 12 / 52}[period]
 
 
@@ -326,7 +326,7 @@ class Settings:
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> Settings:
-        """Build settings from the test's dict; as_of None means today (UTC) as in DESIGN."""
+        """Build settings from the test's dict; as_of None means today (UTC) as documented."""
         as_of = settings.get("as_of") or datetime.now(UTC).date()
         period = settings.get("period", "month")
         if period not in PERIODS:
@@ -390,7 +390,7 @@ def _dedup(
     rejections: _Rejections,
     version_of: Callable[[RawRow], datetime | None] | None = None,
 ) -> list[RawRow]:
-    """Keep one row per key, before validation, as DESIGN orders it.
+    """Keep one row per key, before validation, as the row rules order it.
 
     The row with the latest version timestamp (updated_at) wins; on a tie the
     later row in the file wins; without version_of the last occurrence wins. A
@@ -440,7 +440,7 @@ def _deal_version(raw: RawRow) -> datetime | None:
     """Version of a deal row for dedup.
 
     updated_at when present (ValueError when it does not parse, so the row is
-    rejected alone); otherwise DESIGN's default, the later of created_at and
+    rejected alone); otherwise the documented default, the later of created_at and
     closed_at. closed_at is only read when is_closed is true (open deals may
     carry an expected close date that means nothing), and values that do not
     parse are skipped here because validation rejects them anyway.
@@ -510,7 +510,7 @@ def _stage_fx(rows: list[RawRow], base_currency: str, rejections: _Rejections) -
 
 
 def _stage_deals(rows: list[RawRow], rates: _Rates, rejections: _Rejections) -> list[Row]:
-    """Deduplicate and validate deals into staging rows (DESIGN "Row rules")."""
+    """Deduplicate and validate deals into staging rows (docs/row-rules.md)."""
     survivors = _dedup(
         "deals",
         rows,
@@ -813,7 +813,7 @@ class _Window:
 
 
 def _window(facts: _Facts, start: date, end: date) -> _Window:
-    """Count the events of [start, end) (UTC), exactly as DESIGN's KPI definitions."""
+    """Count the events of [start, end) (UTC), exactly as the KPI definitions say."""
     lo, hi = _midnight(start), _midnight(end)
 
     def inside(ts: datetime | None) -> bool:
@@ -847,7 +847,7 @@ def _window(facts: _Facts, start: date, end: date) -> _Window:
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
-    """numerator / denominator, null when the denominator is 0 (DESIGN's null rule)."""
+    """numerator / denominator, null when the denominator is 0 (the null rule)."""
     return None if denominator == 0 else numerator / denominator
 
 

@@ -180,3 +180,20 @@ def test_dagster_cli_executes_the_nightly_job(demo_config: Path, tmp_path: Path)
     assert done.returncode == 0, done.stderr[-2000:]
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM roi.summary").fetchone()[0] == 1
+
+
+@pytest.mark.slow
+def test_a_broken_config_fails_the_code_location_load_with_its_one_line_error(tmp_path: Path):
+    """The graph is never built from a config that does not validate: Dagster shows the error (the UI
+    shows the same load error) instead of a code location with the API assets silently missing."""
+    broken = tmp_path / "crm_roi.yaml"
+    broken.write_text("go_live: 2025-01-01\nsources: []\n"
+                      "finance: {path: gl.csv, accounts: {'6100': crm_software}}\n")
+    env = {**os.environ, "CRM_ROI_CONFIG": str(broken)}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-m", "pipelines.definitions"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 1
+    assert (f"pipelines.config.ConfigError: {broken}: sources: List should have at least 1 item"
+            in done.stdout + done.stderr)

@@ -1,4 +1,4 @@
-"""KPI definitions (DESIGN.md "KPI definitions"), hand-worked on a few rows.
+"""KPI definitions (docs/tables.md), hand-worked on a few rows.
 
 Each test writes a tiny canonical export through the `project` fixture (real
 SQL models, real DuckDB file) and checks kpi.periodic, kpi.baseline or
