@@ -1,8 +1,8 @@
 """Independent pure-Python reference model of the documented row rules, KPIs and ROI.
 
 Why this exists: the real pipeline computes staging, KPI and ROI tables in DuckDB
-SQL. A second implementation written straight from the documented definitions (docs/row-rules.md, docs/tables.md), in a different
-language and without looking at that SQL, lets tests cross-check the two on the
+SQL. A second implementation written straight from the documented definitions
+(docs/row-rules.md, docs/tables.md), in a different language and without looking at that SQL, lets tests cross-check the two on the
 demo data and on randomly generated data: a disagreement points at a bug in one
 of them or at a place where the definitions are ambiguous.
 
