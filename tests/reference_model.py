@@ -3,8 +3,9 @@
 Why this exists: the real pipeline computes staging, KPI and ROI tables in DuckDB
 SQL. A second implementation written straight from the documented definitions
 (docs/row-rules.md, docs/tables.md), in a different language and without looking
-at that SQL, lets tests cross-check the two on the demo data and on randomly generated data: a disagreement points at a bug in one
-of them or at a place where the definitions are ambiguous.
+at that SQL, lets tests cross-check the two on the demo data and on randomly
+generated data: a disagreement points at a bug in one of them or at a place
+where the definitions are ambiguous.
 
 Scope: one files source with the canonical profile and a single file per stream,
 plus one finance GL file. Standard library only, and written for clarity rather
