@@ -1,8 +1,8 @@
-"""One factory that turns the Pandera schemas into Dagster asset checks.
+"""The staging tables' asset checks: the Pandera schemas of the registry, and the share of rows quarantined.
 
 Checks are returned with the staging materialisation, so their history shows in
-the UI; blocking ones stop the KPI and ROI tables from being built on a table
-that broke its contract.
+the UI; blocking ones stop the KPI and ROI tables (and the analysts' copy) from
+being built on a table that broke its contract or lost too many rows.
 """
 
 from __future__ import annotations
@@ -14,22 +14,89 @@ from pipelines.assets import table_key
 from pipelines.models import Table
 from pipelines.validation import validate_table
 
+REJECTED_SHARE = "rejected_share"
+TOP_REASONS = 3
+
 
 def check_specs(spec: Table) -> list[dg.AssetCheckSpec]:
-    return [
+    pandera = [
         dg.AssetCheckSpec(name=f"pandera_{check.name}", asset=table_key(spec.name), blocking=check.blocking,
                           description=check.description)
         for check in spec.checks
     ]
+    share = dg.AssetCheckSpec(
+        name=REJECTED_SHARE, asset=table_key(spec.name), blocking=True,
+        description="No source had more of the rows it landed quarantined than its max_rejected_share: a "
+                    "misread export (day-first dates, a renamed column) fails the run instead of shrinking the KPIs.",
+    )
+    return [*pandera, share]
 
 
-def run_checks(con: duckdb.DuckDBPyConnection, spec: Table) -> list[dg.AssetCheckResult]:
+def _rejected_share(con: duckdb.DuckDBPyConnection, spec: Table, limits: dict[str, float]) -> dg.AssetCheckResult:
+    """Per source, the share of the raw rows landed since the last accepted batch that were quarantined.
+
+    The mark moves only when the check passes, so a run that quarantined too much keeps failing
+    (and the analysts keep the last good copy) until the export or the config is fixed.
+    """
+    accepted = con.execute(
+        "SELECT accepted_batch FROM bookkeeping.build_state WHERE table_name = ?", [spec.short_name]
+    ).fetchall()
+    after_batch = accepted[0][0] if accepted else None
+    rows = con.execute(
+        f"""
+        WITH landed AS (
+            SELECT _source AS source, count(*) AS landed FROM raw.{spec.short_name}
+            WHERE _batch_id > $after GROUP BY ALL
+        ),
+        rejected AS (
+            SELECT source, reason FROM quarantine.rejected_rows WHERE table_name = $table AND batch_id > $after
+        ),
+        reasons AS (
+            SELECT source, reason, count(*) AS n FROM (
+                SELECT source, unnest(string_split(reason, '; ')) AS reason FROM rejected
+            ) GROUP BY ALL
+        )
+        SELECT l.source, l.landed,
+               (SELECT count(*) FROM rejected AS r WHERE r.source = l.source) AS rejected,
+               (SELECT list((reason, n) ORDER BY n DESC, reason)[:{TOP_REASONS}]
+                FROM reasons AS r WHERE r.source = l.source) AS top
+        FROM landed AS l ORDER BY l.source
+        """,  # noqa: S608 (a registry table)
+        {"after": -1 if after_batch is None else after_batch, "table": spec.short_name},
+    ).fetchall()
+    failures, shares = [], {}
+    for source, landed, rejected, top in rows:
+        share, limit = rejected / landed, limits.get(source, max(limits.values()))
+        shares[source] = {"landed": landed, "quarantined": rejected, "share": round(share, 4), "limit": limit}
+        if share > limit:
+            reasons = ", ".join(f"{reason} ({n:,})" for reason, n in top or [])
+            failures.append(
+                f"{spec.name}: {share:.1%} of the {landed:,} rows source {source} landed were quarantined "
+                f"(max_rejected_share {limit:g}); top reasons: {reasons}"
+            )
+    if not failures:
+        con.execute(
+            f"UPDATE bookkeeping.build_state SET accepted_batch = (SELECT max(_batch_id) FROM raw.{spec.short_name}) "  # noqa: S608
+            "WHERE table_name = ?",
+            [spec.short_name],
+        )
+    return dg.AssetCheckResult(
+        check_name=REJECTED_SHARE,
+        asset_key=table_key(spec.name),
+        passed=not failures,
+        severity=dg.AssetCheckSeverity.ERROR,
+        metadata={"message": "; ".join(failures), "by_source": dg.MetadataValue.json(shares)},
+    )
+
+
+def run_checks(con: duckdb.DuckDBPyConnection, spec: Table, limits: dict[str, float]) -> list[dg.AssetCheckResult]:
     """Check the rows not yet validated; once every check passes, they never need checking again.
 
     bookkeeping.build_state.validated_batch marks the rows (by raw batch) that passed every check
     under the current model, so a nightly run checks the rows that arrived since, not millions
     of unchanged ones. A failing check leaves the mark where it was, so the next run checks
-    the same rows again and the failure keeps showing until the data is fixed.
+    the same rows again and the failure keeps showing until the data (or the config) is fixed.
+    `limits` are the sources' max_rejected_share.
     """
     table = spec.short_name
     after = con.execute(
@@ -56,9 +123,10 @@ def run_checks(con: duckdb.DuckDBPyConnection, spec: Table) -> list[dg.AssetChec
                 },
             )
         )
+    results.append(_rejected_share(con, spec, limits))
     if all(result.passed for result in results):
         con.execute(
-            f"UPDATE bookkeeping.build_state SET validated_batch = (SELECT max(batch_id) FROM {spec.name}) "  # noqa: S608
+            f"UPDATE bookkeeping.build_state SET validated_batch = (SELECT max(_batch_id) FROM raw.{table}) "  # noqa: S608
             "WHERE table_name = ?",
             [table],
         )

@@ -91,11 +91,19 @@ def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
 def _failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     """The blocking (error-severity) checks that failed in the run, one line each."""
     return [
-        f"check {evaluation.check_name} failed on {evaluation.asset_key.to_user_string()}"
+        _check_message(evaluation)
         for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
         if not (evaluation := record.dagster_event.event_specific_data).passed
         and evaluation.severity == dg.AssetCheckSeverity.ERROR
     ]
+
+
+def _check_message(evaluation: dg.AssetCheckEvaluation) -> str:
+    """The check's own sentence when it wrote one, else which check failed where."""
+    message = evaluation.metadata.get("message")
+    if message is not None and message.value:
+        return str(message.value)
+    return f"check {evaluation.check_name} failed on {evaluation.asset_key.to_user_string()}"
 
 
 def log_path(settings: Settings) -> Path:

@@ -154,9 +154,11 @@ def build_staging(con: duckdb.DuckDBPyConnection, table: str) -> StagingResult:
         # Rows from batches already validated are the same rows as before, unless the model,
         # its settings or an upstream table changed: then every row is checked again.
         con.execute(
-            "INSERT OR REPLACE INTO bookkeeping.build_state VALUES ($table, $model, $rows, $last, "
+            "INSERT OR REPLACE INTO bookkeeping.build_state (table_name, model_fingerprint, raw_rows, "
+            "raw_last_batch, built_at, validated_batch, accepted_batch) VALUES ($table, $model, $rows, $last, "
             "now()::TIMESTAMP, (SELECT validated_batch FROM bookkeeping.build_state "
-            "WHERE table_name = $table AND model_fingerprint = $model))",
+            "WHERE table_name = $table AND model_fingerprint = $model), "
+            "(SELECT accepted_batch FROM bookkeeping.build_state WHERE table_name = $table))",
             {"table": table, "model": model, "rows": raw_rows, "last": raw_last_batch},
         )
     return result

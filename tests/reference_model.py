@@ -62,6 +62,10 @@ KPI_COLUMNS = (
     "operating_cost",
     "crm_cost",
 )
+# The KPIs that need customers: null (unknown) when no source provides any.
+CUSTOMER_KPIS = (
+    "customers_active_start", "customers_new", "customers_churned", "churn_rate", "retention_rate", "cac",
+)
 PERIODIC_COLUMNS = ("period_start", "period_end", "phase", "is_complete", *KPI_COLUMNS)
 BASELINE_COLUMNS = ("window_start", "window_end", "periods", *KPI_COLUMNS)
 ROI_COLUMNS = (
@@ -1129,7 +1133,8 @@ def compute(folder: Path, finance_file: Path, settings: dict[str, Any]) -> dict[
 
     rates = _stage_fx(_read_csv(folder / "fx_rates.csv"), cfg.base_currency, rejections)
     deals = _stage_deals(_read_csv(folder / "deals.csv", required=True), rates, rejections)
-    customers = _stage_customers(_read_csv(folder / "customers.csv"), rejections)
+    raw_customers = _read_csv(folder / "customers.csv")
+    customers = _stage_customers(raw_customers, rejections)
     finance = _stage_finance(
         _read_csv(finance_file, required=True), rates, cfg.accounts, rejections
     )
@@ -1139,6 +1144,9 @@ def compute(folder: Path, finance_file: Path, settings: dict[str, Any]) -> dict[
     facts = _Facts.build(cfg, deals, customers, finance, csat, usage)
     periodic = _kpi_periodic(facts, cfg)
     baseline = _kpi_baseline(periodic, cfg)
+    if not raw_customers:  # no source provides customers: their KPIs are unknown, not 0
+        for row in [baseline, *(row for row, _ in periodic)]:
+            row.update(dict.fromkeys(CUSTOMER_KPIS))
     periodic_rows = [row for row, _ in periodic]
     rolling = _roi_rolling(facts, baseline, cfg)
     summary = _roi_summary(periodic_rows, rolling, cfg)

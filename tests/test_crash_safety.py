@@ -48,7 +48,7 @@ LOAD_TIME = {"_batch_id", "_loaded_at", "batch_id", "rejected_at"}
 LOAD_TIME_BY_TABLE = {
     "raw.loaded_files": {"loaded_at"}, "raw.sync_state": {"updated_at"},
     # The last batch id may have been used up by a killed run.
-    "bookkeeping.build_state": {"raw_last_batch", "built_at", "validated_batch"},
+    "bookkeeping.build_state": {"raw_last_batch", "built_at", "validated_batch", "accepted_batch"},
 }
 FLOAT_TYPES = {"DOUBLE", "FLOAT", "REAL"}
 # An API row's _row_number is its place in the page that brought it: a resumed (or incremental)

@@ -603,3 +603,17 @@ def test_time_in_stage_per_period_of_exit(project):
     assert got[0]["days_in_stage_median"] == pytest.approx(2.25)
     assert got[0]["days_in_stage_mean"] == pytest.approx(2.25)
     assert got[1]["days_in_stage_median"] == pytest.approx(20.0)
+
+
+def test_customer_kpis_are_null_not_zero_when_no_source_provides_customers(project):
+    # Deals and spend, but no customers file: how many customers churned is unknown, not 0.
+    con = project(deals=[deal("D1", "2025-01-05", "2025-01-20", won=True)],
+                  finance=[gl("G1", "2025-01-10", "6200", "900")])
+    jan = period(con, "2025-01-01")
+    customer_kpis = ("customers_active_start", "customers_new", "customers_churned", "churn_rate",
+                     "retention_rate", "cac")
+    assert {k: jan[k] for k in customer_kpis} == dict.fromkeys(customer_kpis)
+    assert (jan["deals_won"], jan["sales_marketing_spend"]) == (1, 900.0)
+    assert {k: baseline(con)[k] for k in customer_kpis} == dict.fromkeys(customer_kpis)
+    (roi,) = rows(con, "SELECT benefit_retention FROM roi.rolling WHERE period_start = '2025-01-01'")
+    assert roi["benefit_retention"] == 0
