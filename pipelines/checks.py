@@ -1,8 +1,10 @@
-"""The staging tables' asset checks: the Pandera schemas of the registry, and the share of rows quarantined.
+"""Asset checks, all declared in the registry: Pandera schemas and the share of rows quarantined on
+staging tables, SQL rules on the tables built from them.
 
-Checks are returned with the staging materialisation, so their history shows in
-the UI; blocking ones stop the KPI and ROI tables (and the analysts' copy) from
-being built on a table that broke its contract or lost too many rows.
+Checks are returned with the materialisation, so their history shows in the UI;
+blocking ones stop everything downstream (and the analysts' copy) from being built
+on a table that broke its contract or lost too many rows. A failed warn-level check
+carries a `message`, which the run summary prints.
 """
 
 from __future__ import annotations
@@ -11,14 +13,21 @@ import dagster as dg
 import duckdb
 
 from pipelines.assets import table_key
-from pipelines.models import Table
+from pipelines.models import SqlCheck, Table
+from pipelines.sql_files import sql_text
 from pipelines.validation import validate_table
 
 REJECTED_SHARE = "rejected_share"
 TOP_REASONS = 3
+SAMPLE_ROWS = 5
+
+
+def _severity(blocking: bool) -> dg.AssetCheckSeverity:
+    return dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN
 
 
 def check_specs(spec: Table) -> list[dg.AssetCheckSpec]:
+    """The checks of a staging table: its Pandera schemas and the rejected share."""
     pandera = [
         dg.AssetCheckSpec(name=f"pandera_{check.name}", asset=table_key(spec.name), blocking=check.blocking,
                           description=check.description)
@@ -111,8 +120,10 @@ def run_checks(con: duckdb.DuckDBPyConnection, spec: Table, limits: dict[str, fl
                 check_name=f"pandera_{check.name}",
                 asset_key=table_key(spec.name),
                 passed=outcome.passed,
-                severity=dg.AssetCheckSeverity.ERROR if check.blocking else dg.AssetCheckSeverity.WARN,
+                severity=_severity(check.blocking),
                 metadata={
+                    "message": "" if outcome.passed else (
+                        f"{spec.name}: {outcome.failing_rows:,} rows fail pandera_{check.name}: {check.description}"),
                     "rows_checked": outcome.rows_checked,
                     "rows_checked_before": dg.MetadataValue.text(
                         "none" if after_batch is None else f"rows from batches up to {after_batch}"
@@ -131,3 +142,44 @@ def run_checks(con: duckdb.DuckDBPyConnection, spec: Table, limits: dict[str, fl
             [table],
         )
     return results
+
+
+def sql_check_specs(spec: Table) -> list[dg.AssetCheckSpec]:
+    """The SQL rules of a table built from staging."""
+    return [dg.AssetCheckSpec(name=check.name, asset=table_key(spec.name), blocking=check.blocking,
+                              description=check.description) for check in spec.sql_checks]
+
+
+def keep_previous_version(con: duckdb.DuckDBPyConnection, spec: Table) -> None:
+    """Before a rebuild, keep the table as it was (temp `previous_version`) for checks that compare."""
+    if not any("previous_version" in check.sql for check in spec.sql_checks):
+        return
+    exists = con.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = ? AND table_name = ?", [spec.schema, spec.short_name],
+    ).fetchall()[0][0]
+    source = spec.name if exists else f"({sql_text(spec.model)}) LIMIT 0"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE previous_version AS SELECT * FROM {source}")  # noqa: S608
+
+
+def _sql_check(con: duckdb.DuckDBPyConnection, spec: Table, check: SqlCheck) -> dg.AssetCheckResult:
+    cursor = con.execute(check.sql)
+    columns = [d[0] for d in cursor.description]
+    failing = cursor.fetchall()
+    sample = [dict(zip(columns, (str(v) for v in row), strict=True)) for row in failing[:SAMPLE_ROWS]]
+    shown = "; ".join(", ".join(f"{v}" for v in row.values()) for row in sample)
+    return dg.AssetCheckResult(
+        check_name=check.name,
+        asset_key=table_key(spec.name),
+        passed=not failing,
+        severity=_severity(check.blocking),
+        metadata={
+            "failing_rows": len(failing),
+            "message": f"{spec.name}: {len(failing):,} rows fail {check.name} ({shown})" if failing else "",
+            "sample": dg.MetadataValue.json(sample),
+        },
+    )
+
+
+def run_sql_checks(con: duckdb.DuckDBPyConnection, spec: Table) -> list[dg.AssetCheckResult]:
+    return [_sql_check(con, spec, check) for check in spec.sql_checks]
