@@ -3,7 +3,9 @@
 PYTHON ?= python3.11
 UV := .tools/bin/uv
 VENV := .venv
-DAGSTER_HOME_DIR := $(CURDIR)/.dagster_home
+# The repo is the Dagster home: its dagster.yaml configures the instance (pools, run queue), and
+# Dagster keeps runs and schedules in history/ and schedules/ beside it (git ignores them).
+DAGSTER_HOME_DIR := $(CURDIR)
 
 .PHONY: setup demo test test-fast lint docs dev audit clean bench bench-smoke
 
@@ -26,11 +28,8 @@ $(BENCH_VENV)/.synced: $(UV) pyproject.toml uv.lock
 	UV_PROJECT_ENVIRONMENT=$(BENCH_VENV) $(UV) sync --frozen --extra dev --extra bench --python $(PYTHON) --compile-bytecode
 	touch $@
 
-$(DAGSTER_HOME_DIR)/dagster.yaml: dagster.yaml
-	mkdir -p $(DAGSTER_HOME_DIR) && cp dagster.yaml $@
-
 # Demo runs are recorded in the local Dagster instance, so `make dev` shows them.
-demo: setup $(DAGSTER_HOME_DIR)/dagster.yaml
+demo: setup
 	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(VENV)/bin/crm-roi demo
 
 # The full suite, as CI runs it.
@@ -51,8 +50,8 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 # The Dagster UI on http://127.0.0.1:3000 with this repo's dagster.yaml (pools, run queue).
-dev: setup $(DAGSTER_HOME_DIR)/dagster.yaml
-	DAGSTER_HOME=$(DAGSTER_HOME_DIR) $(VENV)/bin/dagster dev
+dev: setup
+	DAGSTER_HOME=$(DAGSTER_HOME_DIR) VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/dg dev
 
 # The benchmark: writes bench/RESULTS.md, bench/results.json and bench/scaling.png (see bench/run.py).
 BENCH_ARGS ?= --sizes 100000,1000000,5000000 --repeat 3
@@ -73,4 +72,4 @@ audit: $(UV)
 		-r .tools/requirements-audit.txt
 
 clean:
-	rm -rf .tools $(VENV) $(BENCH_VENV) .dagster_home crm_roi_demo.duckdb
+	rm -rf .tools $(VENV) $(BENCH_VENV) history schedules storage logs .crm_roi_instance.lock crm_roi_demo.*

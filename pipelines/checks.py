@@ -91,7 +91,6 @@ def _rejected_share(con: duckdb.DuckDBPyConnection, spec: Table, limits: dict[st
         )
     return dg.AssetCheckResult(
         check_name=REJECTED_SHARE,
-        asset_key=table_key(spec.name),
         passed=not failures,
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={"message": "; ".join(failures), "by_source": dg.MetadataValue.json(shares)},
@@ -118,7 +117,6 @@ def run_checks(con: duckdb.DuckDBPyConnection, spec: Table, limits: dict[str, fl
         results.append(
             dg.AssetCheckResult(
                 check_name=f"pandera_{check.name}",
-                asset_key=table_key(spec.name),
                 passed=outcome.passed,
                 severity=_severity(check.blocking),
                 metadata={
@@ -170,7 +168,6 @@ def _sql_check(con: duckdb.DuckDBPyConnection, spec: Table, check: SqlCheck) -> 
     shown = "; ".join(", ".join(f"{v}" for v in row.values()) for row in sample)
     return dg.AssetCheckResult(
         check_name=check.name,
-        asset_key=table_key(spec.name),
         passed=not failing,
         severity=_severity(check.blocking),
         metadata={

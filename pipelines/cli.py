@@ -51,7 +51,7 @@ def run(config_file: str | None, full_reload: bool, verbose: bool) -> None:
     """Run the nightly job now: load new exports, rebuild staging, KPI and ROI tables."""
     settings = load_settings(config_file)
     outcome = run_nightly(settings, full_reload, verbose)
-    click.echo("\n".join(summary_lines(settings)))
+    click.echo("\n".join(summary_lines(settings, outcome.files)))
     _report(outcome)
 
 
@@ -66,7 +66,7 @@ def demo(db_path: str, live: bool) -> None:
         settings, outcome = run_live_demo(Path(db_path), click.echo)
     else:
         settings, outcome = run_demo(Path(db_path))
-    click.echo("\n".join(summary_lines(settings)))
+    click.echo("\n".join(summary_lines(settings, outcome.files)))
     example = "SELECT period_start, roi_pct, payback_reached FROM roi.rolling"
     click.echo(f'\nTry: crm-roi query --db {settings.published_path.name} "{example}"')
     _report(outcome)

@@ -36,8 +36,14 @@ def full_reload_config(assets: list[dg.AssetsDefinition]) -> dict:
     return {"ops": {asset.op.name: {"config": {"full_reload": True}} for asset in assets}}
 
 
-def build_defs(settings: Settings) -> dg.Definitions:
-    """Definitions bound to one validated config."""
+def _prefixed(assets: list[dg.AssetsDefinition], prefix: str) -> list[dg.AssetsDefinition]:
+    """The same assets under `prefix/` (their deps and checks too), so demo runs stay apart in the UI."""
+    keys = {key: key.with_prefix(prefix) for asset in assets for key in asset.keys}
+    return [asset.with_attributes(asset_key_replacements=keys) for asset in assets]
+
+
+def build_defs(settings: Settings, key_prefix: str | None = None) -> dg.Definitions:
+    """Definitions bound to one validated config; `key_prefix` sets its assets apart (the demo's)."""
     # Every step writes the one DuckDB file, so steps run one at a time anyway:
     # the in-process executor saves a Python start-up per step (seconds each).
     nightly = dg.define_asset_job(
@@ -59,9 +65,10 @@ def build_defs(settings: Settings) -> dg.Definitions:
             run_config=full_reload_config(api),
             description="The nightly job with every API stream read in full: marks deleted what the CRM purged.",
         ))
+    assets = [*raw_assets, *api, *staging_assets(api_deps_by_table(settings)),
+              *dg.map_asset_specs(_fresh_nightly, mart_assets)]
     return dg.Definitions(
-        assets=[*raw_assets, *api, *staging_assets(api_deps_by_table(settings)),
-                *dg.map_asset_specs(_fresh_nightly, mart_assets)],
+        assets=_prefixed(assets, key_prefix) if key_prefix else assets,
         jobs=[nightly],
         schedules=schedules,
         sensors=[nightly_failure_alert],

@@ -17,6 +17,8 @@ from pipelines.sql_files import bundled
 DEMO_DATA = bundled("demo_data", "data/sample")
 DEMO_CONFIG = DEMO_DATA / "crm_roi.yaml"
 DEMO_TOKEN_VARIABLE = "CRM_ROI_DEMO_HUBSPOT_TOKEN"
+# Demo runs recorded in a Dagster instance show under demo/..., apart from a team's own assets.
+DEMO_PREFIX = "demo"
 
 
 class DemoUnavailable(RuntimeError):
@@ -30,7 +32,7 @@ def _with_db(settings: Settings, db_path: Path) -> Settings:
 def run_demo(db_path: Path) -> tuple[Settings, RunOutcome]:
     """The nightly job on the demo exports, into `db_path` (no server, no credentials)."""
     settings = _with_db(load_settings(DEMO_CONFIG), db_path)
-    return settings, run_nightly(settings)
+    return settings, run_nightly(settings, key_prefix=DEMO_PREFIX)
 
 
 def run_live_demo(db_path: Path, say: Callable[[str], None]) -> tuple[Settings, RunOutcome]:
@@ -64,10 +66,10 @@ def run_live_demo(db_path: Path, say: Callable[[str], None]) -> tuple[Settings, 
         live_config.write_text(yaml.safe_dump(config), encoding="utf-8")
         settings = _with_db(load_settings(live_config), db_path)
         say(f"fake HubSpot on {fake.base_url}: {len(fake.deals):,} deals, {len(fake.companies):,} companies")
-        outcome = run_nightly(settings)
+        outcome = run_nightly(settings, key_prefix=DEMO_PREFIX)
         say(f"full sync: {len(fake.log):,} HTTP requests")
         first = len(fake.log)
         fake.update_deals(list(fake.deals)[:25], name="Renamed in the CRM")
-        run_nightly(settings)
+        run_nightly(settings, key_prefix=DEMO_PREFIX)
         say(f"incremental sync after 25 deals changed: {len(fake.log) - first:,} HTTP requests")
     return settings, outcome

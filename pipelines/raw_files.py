@@ -27,7 +27,14 @@ from connectors.files.reader import (
     sha256_of,
     sniff,
 )
-from pipelines.config import FINANCE_SOURCE, FilesSource, Settings, outside_roots_message, within_roots
+from pipelines.config import (
+    FILE_STREAMS,
+    FINANCE_SOURCE,
+    FilesSource,
+    Settings,
+    outside_roots_message,
+    within_roots,
+)
 from pipelines.warehouse import transaction
 
 
@@ -76,6 +83,30 @@ def _stream_files(source: FilesSource, stream: str, roots: list[Path]) -> tuple[
         if not within_roots(path, roots):
             raise ExportFileError(outside_roots_message(f"{stream} file", path.resolve(), roots))
     return files
+
+
+# What a files source may read: the exports its streams' patterns did not name are worth a warning.
+EXPORT_SUFFIXES = (".csv", ".tsv", ".txt")
+
+
+def unmatched_files(settings: Settings) -> dict[str, list[str]]:
+    """Per files source, the export files in its folder that no stream reads.
+
+    A new export named outside the pattern (`Deals export Nov.csv` beside `deals.csv`) would
+    otherwise be ignored without a word.
+    """
+    unmatched = {}
+    for name, source in zip(settings.source_names, settings.sources, strict=True):
+        if not isinstance(source, FilesSource):
+            continue
+        read = {p.resolve() for stream in FILE_STREAMS
+                for p in _stream_files(source, stream, settings.data_roots or [source.path])}
+        read.add(settings.finance.path.resolve())
+        extra = sorted(p.name for p in source.path.iterdir()
+                       if p.is_file() and p.suffix.lower() in EXPORT_SUFFIXES and p.resolve() not in read)
+        if extra:
+            unmatched[name] = extra
+    return unmatched
 
 
 def stream_inputs(settings: Settings, stream: str) -> list[StreamInput]:

@@ -42,8 +42,11 @@ class RunOutcome:
     # One line per API source stream whose sync stopped early (the run still built the tables
     # from everything else).
     stopped: list[str]
-    # One line per failed warn-level check (a stage counted open though named won, deals without amount).
+    # One line per failed warn-level check (a stage counted open though named won, deals without amount)
+    # and per source folder holding exports that no stream reads.
     warnings: list[str]
+    # Per files source: the files the run loaded and those it skipped as unchanged.
+    files: dict[str, dict[str, list[str]]]
 
 
 def dagster_instance() -> dg.DagsterInstance:
@@ -113,15 +116,16 @@ def log_path(settings: Settings) -> Path:
     return settings.duckdb_path.with_suffix(".log")
 
 
-def run_nightly(settings: Settings, full_reload: bool = False, verbose: bool = False) -> RunOutcome:
-    """Materialise the nightly job for `settings` in this process.
+def run_nightly(settings: Settings, full_reload: bool = False, verbose: bool = False,
+                key_prefix: str | None = None) -> RunOutcome:
+    """Materialise the nightly job for `settings` in this process (its assets under `key_prefix`, if any).
 
     Dagster's events go to the log file (and, `verbose`, to the terminal too); an error
     raised by a step carries the log file's name as a note.
     """
     required_streams_present(settings)
     wait_until_writable(settings.duckdb_path)
-    job = build_defs(settings).resolve_job_def("nightly")
+    job = build_defs(settings, key_prefix).resolve_job_def("nightly")
     log = log_path(settings)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.touch(mode=0o600)  # private, as the DuckDB files are: errors quote CRM values
@@ -153,4 +157,14 @@ def run_nightly(settings: Settings, full_reload: bool = False, verbose: bool = F
                for check in checks if check.check_name == "sync_succeeded" and not check.passed]
     warnings = [_check_message(check) for check in checks
                 if not check.passed and check.severity == dg.AssetCheckSeverity.WARN]
-    return RunOutcome(run_id, log, stopped, warnings)
+    files: dict[str, dict[str, list[str]]] = {}
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        for source, read in materialization.metadata.get("files", dg.MetadataValue.json({})).value.items():
+            for outcome, names in read.items():
+                files.setdefault(source, {"loaded": [], "unchanged": []})[outcome] += names
+        unmatched = materialization.metadata.get("files_matching_no_stream")
+        warnings += [f"{source}: no stream reads {', '.join(names)} (name a file under the source's "
+                     "files: to load it)"
+                     for source, names in (unmatched.value.items() if unmatched else [])]
+    return RunOutcome(run_id, log, stopped, warnings, files)

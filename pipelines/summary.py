@@ -7,8 +7,11 @@ import duckdb
 from pipelines.config import Settings
 
 
-def summary_lines(settings: Settings) -> list[str]:
-    """What was loaded and rejected, and the ROI headline, from the analysts' copy."""
+def summary_lines(settings: Settings, files: dict[str, dict[str, list[str]]]) -> list[str]:
+    """What was read, loaded and rejected, and the ROI headline, from the analysts' copy.
+
+    `files`: per files source, the files this run loaded and those skipped as unchanged.
+    """
     with duckdb.connect(str(settings.published_path), read_only=True) as con:
         periods, complete = con.execute(
             "SELECT count(*), count(*) FILTER (WHERE is_complete) FROM kpi.periodic"
@@ -27,7 +30,10 @@ def summary_lines(settings: Settings) -> list[str]:
         return "n/a" if v is None else f"{v:,.0f} {settings.base_currency}"
 
     quarantined = ", ".join(f"{t} {n}" for t, n in rejected) or "none"
+    read = [f"files            {source}: {len(names['loaded'])} loaded, {len(names['unchanged'])} unchanged"
+            for source, names in sorted(files.items())]
     return [
+        *read,
         f"periods          {periods} {settings.period}s ({complete} complete), as of {settings.effective_as_of}",
         f"deals loaded     {loaded:,}; quarantined rows: {quarantined}",
         f"benefit / cost   {money(benefit)} / {money(cost)}",

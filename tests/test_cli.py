@@ -75,7 +75,11 @@ def test_run_with_config_on_a_folder_of_canonical_exports(tmp_path: Path):
         before = con.execute("SELECT count(*), max(_batch_id) FROM raw.deals").fetchone()
     second = crm_roi("run", "--config", "team.yaml", cwd=tmp_path)
     assert second.returncode == 0, second.stderr
-    assert second.stdout == first.stdout
+    # It says what it read: every file loaded the first time, unchanged the second; the rest is the same.
+    assert "files            files_1: 6 loaded, 0 unchanged" in first.stdout.splitlines()
+    assert "files            files_1: 0 loaded, 6 unchanged" in second.stdout.splitlines()
+    assert [line for line in second.stdout.splitlines() if not line.startswith("files ")] == [
+        line for line in first.stdout.splitlines() if not line.startswith("files ")]
     with open_with_raw(tmp_path / "out" / "warehouse.duckdb", read_only=True) as con:
         assert con.execute("SELECT count(*), max(_batch_id) FROM raw.deals").fetchone() == before
 
@@ -194,3 +198,14 @@ def test_query_cannot_read_files_outside_the_tables(demo_db):
     done = crm_roi("query", "--db", str(path), "SELECT * FROM read_csv('/etc/hostname')", cwd=path.parent)
     assert done.returncode == 1
     assert "file system operations are disabled" in done.stderr and len(done.stderr.splitlines()) == 1
+
+
+def test_an_export_named_outside_the_patterns_is_a_warning(tmp_path: Path):
+    shutil.copytree(REPO / "data" / "sample", tmp_path / "exports")
+    (tmp_path / "exports" / "Deals export Nov.csv").write_text("deal_id,created_at\nN1,2026-11-02\n")
+    done = crm_roi("run", "--config", "exports/crm_roi.yaml", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert ("warning: files_1: no stream reads Deals export Nov.csv (name a file under the source's files: "
+            "to load it)") in done.stderr.splitlines()
+    # finance_gl.csv sits in the same folder, read by finance: not a stray export.
+    assert "finance_gl.csv" not in done.stderr

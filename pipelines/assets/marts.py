@@ -16,11 +16,17 @@ from pipelines.resources import CrmRoi
 from pipelines.transform import build_mart
 
 
-def _headline(con: duckdb.DuckDBPyConnection) -> dict:
-    row = con.execute("SELECT roi, roi_pct, payback_period_months, npv FROM roi.summary").fetchone()
-    names = ("roi", "roi_pct", "payback_period_months", "npv")
-    return {name: dg.MetadataValue.float(value) for name, value in zip(names, row, strict=True)
-            if value is not None}
+def _headline(con: duckdb.DuckDBPyConnection, currency: str) -> dict:
+    """The ROI headline, rounded for reading in the UI ("2.89 (289 %)", "509,715 USD", "7 months")."""
+    roi, roi_pct, payback, npv, benefit, cost = con.execute(
+        "SELECT roi, roi_pct, payback_period_months, npv, cumulative_benefit, cumulative_cost FROM roi.summary"
+    ).fetchone()
+    return {
+        "roi": "n/a (no CRM cost yet)" if roi is None else f"{roi:.2f} ({roi_pct:.0f} %)",
+        "payback": "not reached" if payback is None else f"{payback:g} months after go-live",
+        "npv": "n/a" if npv is None else f"{npv:,.0f} {currency}",
+        "benefit_and_cost": "n/a" if cost is None else f"{benefit:,.0f} / {cost:,.0f} {currency}",
+    }
 
 
 def _mart_asset(spec: Table) -> dg.AssetsDefinition:
@@ -39,7 +45,7 @@ def _mart_asset(spec: Table) -> dg.AssetsDefinition:
             rows = build_mart(con, spec.name)
             metadata = {**table_metadata(con, spec.name, rows), "preview": markdown_preview(con, spec.preview)}
             if spec.name == "roi.summary":
-                metadata |= _headline(con)
+                metadata |= _headline(con, crm_roi.settings.base_currency)
             checks = run_sql_checks(con, spec)
         return dg.MaterializeResult(metadata=metadata, check_results=checks)
 

@@ -7,7 +7,7 @@ import dagster as dg
 from connectors.contract import CANONICAL_STREAMS
 from pipelines.assets import POOL
 from pipelines.logs import log_event
-from pipelines.raw_files import LoadResult, load_stream, required_streams_present, stream_inputs
+from pipelines.raw_files import load_stream, required_streams_present, stream_inputs, unmatched_files
 from pipelines.resources import CrmRoi
 
 
@@ -35,25 +35,25 @@ def _raw_asset(stream: str) -> dg.AssetsDefinition:
         settings = crm_roi.settings
         with crm_roi.warehouse() as con:
             required_streams_present(settings)
-            total = LoadResult()
+            files, rows_loaded = {}, 0
             for spec in stream_inputs(settings, stream):
                 result = load_stream(con, spec, full_reload=config.full_reload)
                 log_event(context, "files_loaded", source=spec.source, stream=stream,
                           files=len(result.files_loaded), files_skipped=len(result.files_skipped),
                           rows_in=result.rows_loaded)
-                total.files_loaded += result.files_loaded
-                total.files_skipped += result.files_skipped
-                total.rows_loaded += result.rows_loaded
+                files[spec.source] = {"loaded": result.files_loaded, "unchanged": result.files_skipped}
+                rows_loaded += result.rows_loaded
             rows = con.execute(f"SELECT count(*) FROM raw.{stream}").fetchone()[0]  # noqa: S608 (a known stream)
-        return dg.MaterializeResult(
-            metadata={
-                "dagster/row_count": rows,
-                "rows_loaded": total.rows_loaded,
-                "files_loaded": dg.MetadataValue.json(total.files_loaded),
-                "files_skipped": len(total.files_skipped),
-                "duration_s": round(time.monotonic() - started, 3),
-            }
-        )
+        metadata = {
+            "dagster/row_count": rows,
+            "rows_loaded": rows_loaded,
+            # Per source: the files this run loaded, and those skipped as loaded before and unchanged.
+            "files": dg.MetadataValue.json(files),
+            "duration_s": round(time.monotonic() - started, 3),
+        }
+        if stream == "deals":  # the one stream every config reads: where a folder's stray exports are named
+            metadata["files_matching_no_stream"] = dg.MetadataValue.json(unmatched_files(settings))
+        return dg.MaterializeResult(metadata=metadata)
 
     return raw_stream
 
