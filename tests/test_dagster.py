@@ -25,7 +25,7 @@ EXPECTED_KEYS = {
     *(f"raw/{s}" for s in STREAMS),
     *(f"staging/{s}" for s in STREAMS),
     "kpi/periodic", "kpi/baseline", "kpi/vs_baseline", "kpi/stage_durations", "roi/rolling", "roi/summary",
-    "publish/analyst_copy",
+    "roi/assumptions", "publish/analyst_copy", "publish/report",
 }
 OUTPUT_TABLES = ("kpi.periodic", "kpi.baseline", "kpi.vs_baseline", "kpi.stage_durations", "roi.rolling", "roi.summary")
 
@@ -51,7 +51,14 @@ def test_asset_graph_is_complete_and_grouped_by_layer():
     for key, node in specs.items():
         assert node.group_name == key.split("/")[0]
         assert node.description and (key.startswith("publish/") or key.replace("/", ".") in node.description)
-        assert node.pools == {"duckdb"}
+        # Every writer of the DuckDB files takes the one slot; the report only reads the analysts' copy.
+        assert node.pools == (set() if key == "publish/report" else {"duckdb"})
+        assert node.owners == ["team:data"]
+    kinds = {key: set(node.kinds) for key, node in specs.items()}
+    assert all(kinds[k] == {"duckdb", "csv"} for k in EXPECTED_KEYS if k.startswith("raw/"))
+    assert all(kinds[k] == {"duckdb", "pandera"} for k in EXPECTED_KEYS if k.startswith("staging/"))
+    assert all(kinds[k] == {"duckdb"} for k in EXPECTED_KEYS if k.split("/")[0] in ("kpi", "roi"))
+    assert kinds["publish/report"] == {"html", "report"}
     # Every staging table carries a blocking Pandera check.
     blocking = {c.asset_key.to_user_string() for c in graph.asset_check_keys
                 if graph.get_check_spec(c).blocking}
@@ -68,6 +75,9 @@ def test_asset_graph_is_complete_and_grouped_by_layer():
     assert parents("staging/deals") == {"raw/deals", "staging/fx_rates"}
     assert parents("roi/summary") == {"roi/rolling", "kpi/periodic"}
     assert parents("publish/analyst_copy") == {k for k in EXPECTED_KEYS if k.split("/")[0] in ("kpi", "roi")}
+    # The report is made from the analysts' copy, last.
+    assert parents("publish/report") == {"publish/analyst_copy"}
+    assert not graph.get(dg.AssetKey(["publish", "report"])).child_keys
 
 
 def test_schedule_uses_the_configured_cron(demo_config: Path):

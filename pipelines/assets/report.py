@@ -1,0 +1,47 @@
+"""The ROI report, last in the nightly job: made from the analysts' copy once it is published.
+
+Its metadata shows the main charts in the Dagster UI (inline images, so the UI needs no
+file access) and where the HTML page is.
+"""
+
+import base64
+from pathlib import Path
+
+import dagster as dg
+
+from pipelines.report import default_report_dir, write_report
+from pipelines.resources import CrmRoi
+
+REPORT_KEY = dg.AssetKey(["publish", "report"])
+# The charts shown in the UI: the ROI story at a glance; the page has the rest.
+UI_CHARTS = ("payback", "roi", "revenue")
+
+
+def _inline_images(files: dict[str, Path], titles: dict[str, str]) -> str:
+    parts = []
+    for name in UI_CHARTS:
+        if (path := files.get(name)) is not None:
+            encoded = base64.b64encode(path.read_bytes()).decode("ascii")
+            parts.append(f"**{titles[name]}**\n\n![{titles[name]}](data:image/png;base64,{encoded})")
+    return "\n\n".join(parts)
+
+
+@dg.asset(
+    key=REPORT_KEY,
+    deps=[dg.AssetKey(["publish", "analyst_copy"])],
+    group_name="publish",
+    kinds={"html", "report"},
+    description=(
+        "The ROI report for finance and sales leaders: one self-contained HTML page (opens offline) and a "
+        "PNG per chart, in `<duckdb_path stem>_report/` beside the analysts' copy it is made from."
+    ),
+)
+def report(crm_roi: dg.ResourceParam[CrmRoi]) -> dg.MaterializeResult:
+    published = crm_roi.settings.published_path
+    files = write_report(published, default_report_dir(published))
+    return dg.MaterializeResult(metadata={
+        "charts": dg.MetadataValue.md(_inline_images(files.images, files.titles)),
+        "html": dg.MetadataValue.path(str(files.html)),
+        "open": dg.MetadataValue.url(files.html.resolve().as_uri()),
+        "pngs": dg.MetadataValue.json({name: str(path) for name, path in files.images.items()}),
+    })
