@@ -17,6 +17,7 @@ import duckdb
 from connectors.files.reader import ExportFileError
 from pipelines.config import ConfigError, load_settings
 from pipelines.demo import DemoUnavailable, run_demo, run_live_demo
+from pipelines.export import FORMATS, Format, export
 from pipelines.query import NoTables, as_table, run_query, write_csv
 from pipelines.report import ReportError, default_report_dir, write_report
 from pipelines.runner import ChecksFailed, InstanceError, run_nightly
@@ -113,6 +114,18 @@ def report(config_file: str | None, db_path: str | None, out_dir: str | None) ->
     files = write_report(published, Path(out_dir) if out_dir else default_report_dir(published))
     click.echo(f"report   {files.html}")
     click.echo(f"charts   {len(files.images)} PNGs in {files.html.parent}")
+
+
+@cli.command("export")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@tables_options
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="xlsx", show_default=True,
+              help="xlsx: the KPI and ROI tables and the assumptions in one workbook; parquet, csv: every "
+                   "table of the analysts' copy, a file each.")
+def export_command(out_dir: str, config_file: str | None, db_path: str | None, fmt: Format) -> None:
+    """Write the tables for finance into OUT_DIR: a workbook, or one file per table."""
+    for path in export(_tables_file(db_path, config_file), Path(out_dir), fmt):
+        click.echo(str(path))
 
 
 def main() -> None:

@@ -189,21 +189,28 @@ def benefits_and_costs(data: ReportData, currency: str) -> alt.TopLevelMixin:
 
 
 def sensitivity(data: ReportData) -> alt.TopLevelMixin:
-    rows = [{**r, "delta_pct_points": 100 * r["delta_roi"] if r["delta_roi"] is not None else None,
+    """A tornado: one row per assumption, its lower setting's bar and its higher one's from zero;
+    a counterfactual method (no value) gets a row of its own."""
+    rows = [{**r, "row": r["assumption"] if r.get("value") is not None else f"{r['assumption']}: {r['setting']}",
+             "delta_pct_points": 100 * r["delta_roi"] if r["delta_roi"] is not None else None,
              "label": f"{r['setting']}" + (f" ({r['value']:g})" if isinstance(r.get("value"), float) else "")}
             for r in data.sensitivity]
-    order = sorted({r["assumption"] for r in rows},
-                   key=lambda a: -max(abs(r["delta_pct_points"] or 0) for r in rows if r["assumption"] == a))
-    bars = alt.Chart(_data(rows)).mark_bar().encode(
-        y=alt.Y("assumption:N", sort=order, title=None),
-        yOffset="label:N",
-        x=alt.X("delta_pct_points:Q", title="change in ROI (percentage points) against the configured run"),
+    order = sorted({r["row"] for r in rows},
+                   key=lambda a: -max(abs(r["delta_pct_points"] or 0) for r in rows if r["row"] == a))
+    bars = alt.Chart(_data(rows)).mark_bar(height=alt.RelativeBandSize(0.6)).encode(
+        y=alt.Y("row:N", sort=order, title=None),
+        x=alt.X("delta_pct_points:Q", title="change in ROI (percentage points) against the configured run",
+                scale=alt.Scale(padding=60)),
         color=alt.condition("datum.delta_pct_points >= 0", alt.value(BENEFIT), alt.value(COST)),
         tooltip=["assumption:N", "setting:N", "value:Q", alt.Tooltip("roi_pct:Q", format=",.1f", title="ROI %"),
                  alt.Tooltip("delta_pct_points:Q", format="+,.1f", title="change (points)")],
     )
-    labels = bars.mark_text(align="left", dx=4, fontSize=10).encode(text="label:N", color=alt.value("#333"))
-    return alt.layer(bars, labels).properties(width=WIDTH - 120, height=alt.Step(16))
+    right = bars.mark_text(align="left", dx=4, fontSize=11, color="#333").encode(
+        text="label:N").transform_filter("datum.delta_pct_points >= 0")
+    left = bars.mark_text(align="right", dx=-4, fontSize=11, color="#333").encode(
+        text="label:N").transform_filter("datum.delta_pct_points < 0")
+    zero = alt.Chart(_data([{"x": 0}])).mark_rule(color="#333").encode(x="x:Q")
+    return alt.layer(bars, left, right, zero).properties(width=WIDTH - 160, height=alt.Step(34))
 
 
 def tei_years(data: ReportData, currency: str) -> alt.TopLevelMixin:
