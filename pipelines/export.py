@@ -32,6 +32,7 @@ RATIO_COLUMNS = {"gross_return_ratio"}
 MONEY_WORDS = ("revenue", "benefit", "cost", "spend", "cac", "npv", "amount", "deal_size", "pv_", "mrr",
                "pipeline_value", "benefits", "costs")
 FETCH_ROWS = 50_000
+DATE = "yyyy-mm-dd"
 
 
 def published_tables(con: duckdb.DuckDBPyConnection) -> list[str]:
@@ -76,7 +77,7 @@ def _csv(con: duckdb.DuckDBPyConnection, table: str, path: Path) -> None:
 def number_format(column: str, duckdb_type: str, currency: str) -> str | None:
     """The spreadsheet format of a column: dates, percentages, money, counts; None for text."""
     if duckdb_type == "DATE":
-        return "yyyy-mm-dd"
+        return DATE
     if duckdb_type.startswith("TIMESTAMP"):
         return "yyyy-mm-dd hh:mm:ss"
     if column in PERCENT_COLUMNS:
@@ -114,7 +115,7 @@ def _assumptions_sheet(workbook: object, assumptions: list[tuple[str, str | None
     rows = [(name, _typed(value),
              meanings.get(name) or ("GL account -> cost category" if name.startswith("finance.accounts.") else ""))
             for name, value in assumptions]
-    _fill(sheet, ["assumption", "value", "meaning"], rows, [None, "General", None])
+    _fill(sheet, ["assumption", "value", "meaning"], rows, [None, None, None])
 
 
 def _typed(value: str | None) -> object:
@@ -153,8 +154,8 @@ def _fill(sheet: object, columns: list[str], rows: list[tuple], formats: list[st
             cell = sheet.cell(r, c, value)
             if looks_like_formula(value):
                 cell.data_type, cell.quotePrefix = "s", True  # shown as typed, never evaluated
-            elif formats[c - 1] and value is not None:
-                cell.number_format = formats[c - 1]
+            elif value is not None and (fmt := formats[c - 1] or (DATE if isinstance(value, dt.date) else None)):
+                cell.number_format = fmt
     for c, column in enumerate(columns, start=1):
         width = max([len(column), *(len(str(row[c - 1])) for row in rows[:200] if row[c - 1] is not None)])
         sheet.column_dimensions[get_column_letter(c)].width = min(max(width + 2, 10), 60)
