@@ -181,7 +181,7 @@ def test_the_dagster_ui_shows_the_asset_graph_and_the_report_charts(dagster_ui: 
     page = browser.open(f"{dagster_ui}/assets/publish/report")
     page.get_by_text("roi_report.html").first.wait_for(timeout=90_000)
     page.get_by_text("[Show Markdown]").first.click()
-    charts = page.locator("img[src^='data:image/png;base64,']")
+    charts = page.locator("img[src^='data:image/svg+xml;base64,']")
     charts.first.wait_for(timeout=30_000)
     assert charts.count() == 3
     for n in range(3):

@@ -112,6 +112,12 @@ def test_nightly_job_materializes_every_table(demo_config: Path):
     assert all(c.passed for c in checks if c.severity == dg.AssetCheckSeverity.ERROR)
     summary = result.asset_materializations_for_node("roi__summary")[0].metadata
     assert "roi" in summary and "| as_of" in summary["preview"].value
+    # The report, last: its main charts inline for the UI, and where its page is.
+    report = result.asset_materializations_for_node("publish__report")[0].metadata
+    assert report["charts"].value.count("](data:image/svg+xml;base64,") == 3
+    page = Path(report["html"].value)
+    assert page == demo_config.parent.parent / "warehouse_report" / "roi_report.html" and page.is_file()
+    assert len(report["pngs"].value) == 7 and all(Path(p).is_file() for p in report["pngs"].value.values())
     staged = result.asset_materializations_for_node("staging__deals")[0].metadata
     assert staged["quarantined_rows"].value > 0
     with duckdb.connect(str(demo_config.parent.parent / "warehouse.duckdb"), read_only=True) as con:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pipelines.report.data import ReportError, read_report_data
 
-__all__ = ["ReportError", "ReportFiles", "default_report_dir", "write_report"]
+__all__ = ["ReportError", "ReportFiles", "chart_svg", "default_report_dir", "write_report"]
 
 PAGE_NAME = "roi_report.html"
 
@@ -24,6 +24,21 @@ class ReportFiles:
     html: Path
     images: dict[str, Path]  # chart name -> its PNG
     titles: dict[str, str]  # chart name -> its heading
+    specs: dict[str, dict]  # chart name -> its Vega-Lite spec
+
+
+def vl_version() -> str:
+    """The Vega-Lite release Altair writes specs for (e.g. '6.4'), for vl-convert to render them with."""
+    import altair as alt
+
+    return ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+
+
+def chart_svg(spec: dict) -> str:
+    """One chart as SVG text: a third of its PNG's size, for the Dagster UI's metadata."""
+    import vl_convert as vlc
+
+    return vlc.vegalite_to_svg(spec, vl_version=vl_version())
 
 
 def default_report_dir(published: Path) -> Path:
@@ -39,7 +54,6 @@ def _script_json(value: object) -> str:
 
 def write_report(published: Path, out: Path, png_scale: float = 1.0) -> ReportFiles:
     """Write roi_report.html and one PNG per chart into `out`, from the analysts' copy `published`."""
-    import altair as alt
     import jinja2
     import vl_convert as vlc
 
@@ -50,16 +64,16 @@ def write_report(published: Path, out: Path, png_scale: float = 1.0) -> ReportFi
     currency = data.assumptions.get("base_currency") or "USD"
     charts = build_charts(data, currency)
     out.mkdir(parents=True, exist_ok=True)
-    vl_version = ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
+    version = vl_version()
     images = {}
     for chart in charts:
         path = out / f"{chart.name}.png"
-        path.write_bytes(vlc.vegalite_to_png(chart.spec, scale=png_scale, vl_version=vl_version))
+        path.write_bytes(vlc.vegalite_to_png(chart.spec, scale=png_scale, vl_version=version))
         images[chart.name] = path
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("pipelines.report", "."), autoescape=True, keep_trailing_newline=True,
     )
-    bundle = vlc.javascript_bundle(vl_version=vl_version).replace("</script", "<\\/script")
+    bundle = vlc.javascript_bundle(vl_version=version).replace("</script", "<\\/script")
     html = environment.get_template("page.html.j2").render(
         story=tell(data),
         charts=charts,
@@ -69,4 +83,4 @@ def write_report(published: Path, out: Path, png_scale: float = 1.0) -> ReportFi
     )
     page = out / PAGE_NAME
     page.write_text(html, encoding="utf-8")
-    return ReportFiles(page, images, {c.name: c.title for c in charts})
+    return ReportFiles(page, images, {c.name: c.title for c in charts}, {c.name: c.spec for c in charts})
