@@ -29,8 +29,7 @@ PERCENT_COLUMNS = {"win_rate", "churn_rate", "retention_rate", "adoption_rate", 
                    "roi_trailing_12m", "roi_p05", "roi_p50", "roi_p95", "delta_roi", "tei_roi"}
 RATIO_COLUMNS = {"gross_return_ratio"}
 # Money columns, by the words their names are made of.
-MONEY_WORDS = ("revenue", "benefit", "cost", "spend", "cac", "npv", "amount", "deal_size", "pv_", "mrr",
-               "pipeline_value", "benefits", "costs")
+MONEY_WORDS = ("revenue", "benefit", "cost", "spend", "cac", "npv", "amount", "deal_size", "mrr", "pipeline_value")
 FETCH_ROWS = 50_000
 DATE = "yyyy-mm-dd"
 

@@ -116,7 +116,7 @@ def _read(con: duckdb.DuckDBPyConnection) -> ReportData:
         kpis=_kpis(con),
         cycle=_cycle(con),
         stages=_stages(con),
-        benefits_costs=_benefits_costs(con, rolling),
+        benefits_costs=_benefits_costs(con, rolling, assumptions),
         data_quality=_data_quality(con),
         quarantined=0,
         loaded=0,
@@ -195,18 +195,27 @@ def _stages(con: duckdb.DuckDBPyConnection) -> list[Record]:
         GROUP BY ALL HAVING sum(d.stage_exits) > 0 ORDER BY d.stage, phase DESC""")
 
 
-def _benefits_costs(con: duckdb.DuckDBPyConnection, rolling: list[Record]) -> list[Record]:
+BENEFIT_PARTS = {"revenue": "benefit_revenue", "retention": "benefit_retention",
+                 "cost savings": "benefit_cost_savings"}
+
+
+def _kept_after_risk(rolling: list[Record], assumptions: dict[str, str | None]) -> float:
+    """1 - risk_adjustment: from the run's assumptions, else read back from the period whose
+    benefits before the haircut are largest (benefit_total = their sum x (1 - risk))."""
+    if assumptions.get("risk_adjustment") is not None:
+        return 1.0 - float(assumptions["risk_adjustment"])
+    gross = [(sum(r[c] for c in BENEFIT_PARTS.values()), r["benefit_total"]) for r in rolling]
+    before, after = max(gross, key=lambda g: abs(g[0]), default=(0.0, 0.0))
+    return after / before if before else 1.0
+
+
+def _benefits_costs(con: duckdb.DuckDBPyConnection, rolling: list[Record],
+                    assumptions: dict[str, str | None]) -> list[Record]:
     """Per ROI period: the three benefits after the risk haircut (so they add up to benefit_total),
     and the CRM costs by GL category (negative, so costs hang below the axis)."""
-    rows: list[Record] = []
-    for r in rolling:
-        parts = {"revenue": r["benefit_revenue"], "retention": r["benefit_retention"],
-                 "cost savings": r["benefit_cost_savings"]}
-        gross = sum(parts.values())
-        # benefit_total = gross x (1 - risk): the haircut read back from the table, not the config.
-        keep = r["benefit_total"] / gross if gross else 1.0
-        rows += [{"period_start": r["period_start"], "part": name, "kind": "benefit", "amount": value * keep}
-                 for name, value in parts.items()]
+    keep = _kept_after_risk(rolling, assumptions)
+    rows = [{"period_start": r["period_start"], "part": part, "kind": "benefit", "amount": r[column] * keep}
+            for r in rolling for part, column in BENEFIT_PARTS.items()]
     rows += _records(con, """
         SELECT p.period_start, replace(g.category, 'crm_', 'CRM ') AS part, 'cost' AS kind,
                -sum(g.amount_base) AS amount
