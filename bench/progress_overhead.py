@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--deals", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--work", type=Path, default=Path("bench/.work/progress"))
+    parser.add_argument("--steps", default="land,run", help="land (in this process), run (crm-roi run), or both")
     args = parser.parse_args()
     data = args.work / f"data_{args.deals}"
     if not (data / "crm_roi.yaml").is_file():
@@ -59,6 +60,8 @@ def main() -> None:
     times: dict[tuple[str, str], list[float]] = {}
     for n in range(args.repeat):
         for step, measure in (("land", _land), ("run", _run)):
+            if step not in args.steps.split(","):
+                continue
             for mode in MODES:
                 os.environ["CRM_ROI_PROGRESS"] = mode
                 scratch = args.work / "db"
