@@ -181,4 +181,4 @@ def watch_statement(con: duckdb.DuckDBPyConnection, tracker: Tracker, start: flo
     finally:
         stop.set()
         watcher.join()
-        con.execute("RESET enable_progress_bar")
+    con.execute("RESET enable_progress_bar")  # not after a failed statement: its transaction is aborted

@@ -60,6 +60,14 @@ def test_a_long_statement_reports_its_own_progress(every_update, capsys: pytest.
     assert any(0 < share < 100 for share in shares), shares
 
 
+def test_a_failing_statement_raises_its_own_error(every_update):
+    """A file DuckDB cannot read fails with its own message, not with the progress setting's reset."""
+    with duckdb.connect() as con, progress("landing", total=10, unit="bytes") as tracker:
+        con.execute("BEGIN TRANSACTION")
+        with pytest.raises(duckdb.CatalogException, match="no_such_table"), watch_statement(con, tracker, 0, 10):
+            con.execute("INSERT INTO no_such_table SELECT 1")
+
+
 def test_an_api_sync_shows_records_pages_requests_and_waits(every_update, capsys: pytest.CaptureFixture,
                                                              tmp_path: Path):
     portal = FakeHubSpot(TOKEN)
