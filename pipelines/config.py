@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -295,6 +296,8 @@ class Settings(_Strict):
     full_sync_cron: str | None = Field(None, description=(
         "Cron of the `full_sync_schedule` (UTC), e.g. `0 4 * * 0`: the nightly job with every API stream read "
         "in full, the one way to notice records the CRM purged. Needs an API source."))
+    owners: list[str] = Field(["team:data"], min_length=1, description=(
+        "Owners of every Dagster asset, shown in the UI: `team:NAME` or an email address."))
     memory_limit: str = Field("512MB", pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$", description=(
         "DuckDB's buffer for a run; beyond it DuckDB spills to a temp folder beside the file. Python, Dagster "
         "and Pandera add about 350 MB."))
@@ -313,6 +316,16 @@ class Settings(_Strict):
         if cron is not None and len(cron.split()) != 5:
             raise ValueError(f"'{cron}' is not a five-field cron expression")
         return cron
+
+    @field_validator("owners")
+    @classmethod
+    def _owner_names(cls, owners: list[str]) -> list[str]:
+        for owner in owners:
+            team = owner.removeprefix("team:")
+            if not ((owner.startswith("team:") and team.replace("_", "a").replace("-", "a").isalnum())
+                    or re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", owner)):
+                raise ValueError(f"'{owner}' is neither team:NAME (letters, digits, _ and -) nor an email address")
+        return owners
 
     @model_validator(mode="after")
     def _full_sync_needs_an_api_source(self) -> Settings:

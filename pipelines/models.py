@@ -399,6 +399,17 @@ MARTS = (
         sql_checks=(_SUMMARY_IS_LAST_PERIOD,),
         preview="SELECT * FROM roi.summary",
     ),
+    Table(
+        "roi.assumptions",
+        "Every setting that moves the ROI figures, as the run used it: the cut-off, go-live, baseline, "
+        "margin, attribution, risk haircut, discount rate, retention value and the GL account map.",
+        {
+            "assumption": "The config key (a GL account as finance.accounts.<account>).",
+            "value": "Its value in the run, as text; null when not set.",
+        },
+        model="roi/assumptions",
+        preview="SELECT * FROM roi.assumptions",
+    ),
 )
 
 

@@ -35,6 +35,7 @@ from pipelines.config import (
     outside_roots_message,
     within_roots,
 )
+from pipelines.progress import Tracker, progress, watch_statement
 from pipelines.warehouse import transaction
 
 
@@ -132,7 +133,7 @@ def stream_inputs(settings: Settings, stream: str) -> list[StreamInput]:
     return inputs
 
 
-def _land_file(con: duckdb.DuckDBPyConnection, spec: StreamInput, path: Path) -> tuple[int, int]:
+def _land_file(con: duckdb.DuckDBPyConnection, spec: StreamInput, path: Path, tracker: Tracker) -> tuple[int, int]:
     """Append one file to raw.<stream> in one pass; returns (batch_id, rows)."""
     fmt = sniff(path)
     select, params = landing_query(
@@ -142,11 +143,12 @@ def _land_file(con: duckdb.DuckDBPyConnection, spec: StreamInput, path: Path) ->
     columns = ", ".join(CANONICAL_STREAMS[spec.stream].columns)
     try:
         # The stream and its columns come from the contract; values are bound.
-        rows = con.execute(
-            f"INSERT INTO raw.{spec.stream} ({columns}, _source, _file, _batch_id, _loaded_at) "  # noqa: S608
-            f"SELECT {columns}, $source, $file, $batch, now()::TIMESTAMP FROM ({select})",
-            {**params, "source": spec.source, "file": path.name, "batch": batch_id},
-        ).fetchone()[0]
+        with watch_statement(con, tracker, tracker.completed, path.stat().st_size):
+            rows = con.execute(
+                f"INSERT INTO raw.{spec.stream} ({columns}, _source, _file, _batch_id, _loaded_at) "  # noqa: S608
+                f"SELECT {columns}, $source, $file, $batch, now()::TIMESTAMP FROM ({select})",
+                {**params, "source": spec.source, "file": path.name, "batch": batch_id},
+            ).fetchone()[0]
     except duckdb.Error as exc:
         raise ExportFileError(csv_error_message(path, exc)) from None
     _number_lines(con, spec.stream, batch_id, rows)
@@ -177,7 +179,9 @@ def load_stream(
 ) -> LoadResult:
     """Load the files of one source's stream that are new, all in one transaction."""
     result = LoadResult()
-    with transaction(con):
+    sizes = {path: path.stat().st_size for path in spec.files}
+    with (progress(f"raw/{spec.stream} ({spec.source})", total=sum(sizes.values()), unit="bytes") as tracker,
+          transaction(con)):
         if full_reload:
             con.execute(f"DELETE FROM raw.{spec.stream} WHERE _source = ?", [spec.source])  # noqa: S608
             con.execute(
@@ -192,11 +196,14 @@ def load_stream(
                 [spec.source, spec.stream],
             ).fetchall()
         }
-        for path in spec.files:
+        for number, path in enumerate(spec.files, start=1):
+            tracker.update(tracker.completed, detail=f"file {number} of {len(spec.files)}: {path.name}")
+            done = tracker.completed + sizes[path]
             stat = path.stat()
             known = seen.get(path.name)
             if known and (known.size, known.modified_ns) == (stat.st_size, stat.st_mtime_ns):
                 result.files_skipped.append(path.name)  # as loaded: same size, not modified since
+                tracker.update(done)
                 continue
             digest = sha256_of(path)
             if known and known.sha256 == digest:
@@ -206,13 +213,14 @@ def load_stream(
                     [stat.st_mtime_ns, spec.source, spec.stream, path.name],
                 )
                 result.files_skipped.append(path.name)
+                tracker.update(done)
                 continue
             if known:
                 raise ExportFileError(
                     f"{path.name}: changed since it was loaded; "
                     "export under a new name or run with --full-reload"
                 )
-            batch_id, rows = _land_file(con, spec, path)
+            batch_id, rows = _land_file(con, spec, path, tracker)
             con.execute(
                 "INSERT INTO raw.loaded_files (source, stream, file_name, sha256, size_bytes, row_count, "
                 "batch_id, loaded_at, modified_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -221,6 +229,7 @@ def load_stream(
             )
             result.files_loaded.append(path.name)
             result.rows_loaded += rows
+            tracker.update(done)
     return result
 
 

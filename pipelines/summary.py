@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 
 from pipelines.config import Settings
+from pipelines.report import PAGE_NAME, default_report_dir
 
 
 def summary_lines(settings: Settings, files: dict[str, dict[str, list[str]]]) -> list[str]:
@@ -41,4 +42,5 @@ def summary_lines(settings: Settings, files: dict[str, dict[str, list[str]]]) ->
         "payback          " + ("not reached" if payback is None else f"{payback:g} months after go-live"),
         f"NPV              {money(npv)}",
         f"tables           {settings.published_path} (schemas kpi, roi, staging, quarantine)",
+        f"report           {default_report_dir(settings.published_path) / PAGE_NAME}",
     ]

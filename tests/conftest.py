@@ -158,3 +158,12 @@ def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -
 @pytest.fixture
 def repo_root() -> Iterator[Path]:
     yield Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def demo_published(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The analysts' copy of the demo, built once per test session by `crm-roi demo` (its report included)."""
+    folder = tmp_path_factory.mktemp("demo_published")
+    done = crm_roi("demo", "--db", "demo.duckdb", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    return folder / "demo.published.duckdb"

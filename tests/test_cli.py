@@ -36,6 +36,9 @@ def test_demo_builds_every_table_and_prints_the_summary(demo_db):
     assert f"({roi_pct:.1f} %)" in done.stdout
     assert f"{npv:,.0f} USD" in done.stdout
     assert f"{periods} months" in done.stdout
+    # The last line names the report the run wrote beside the DuckDB file.
+    report = Path(done.stdout.split("report           ")[1].split()[0])
+    assert report == path.parent / "demo_report" / "roi_report.html" and report.is_file()
 
 
 def test_query_prints_a_table_and_csv(demo_db):

@@ -291,6 +291,9 @@ def test_a_deleted_organization_is_a_customer_until_the_full_sync_schedule_marks
     assert deleted_flag() is False
     # The weekly full sync as Dagster runs it: the nightly job with the schedule's run config.
     defs = build_defs(load_settings(config_file))
+    graph = defs.resolve_asset_graph()
+    api_keys = [k for k in graph.get_all_asset_keys() if k.path[-1] in ("pipedrive_deals", "pipedrive_organizations")]
+    assert len(api_keys) == 2 and all(set(graph.get(k).kinds) == {"duckdb", "pipedrive"} for k in api_keys)
     schedule = defs.resolve_schedule_def("full_sync_schedule")
     assert schedule.cron_schedule == "0 4 * * 0"
     with dg.instance_for_test() as instance:

@@ -34,7 +34,6 @@ def _mart_asset(spec: Table) -> dg.AssetsDefinition:
         key=table_key(spec.name),
         deps=[table_key(t) for t in sorted(spec.reads)],
         group_name=spec.schema,
-        kinds={"duckdb"},
         pool=POOL,
         check_specs=sql_check_specs(spec),
         description=f"`{spec.name}`: {spec.description} Model: sql/{spec.model}.sql.",
@@ -56,7 +55,6 @@ def _mart_asset(spec: Table) -> dg.AssetsDefinition:
     key=["publish", "analyst_copy"],
     deps=[table_key(t.name) for t in REGISTRY.marts],
     group_name="publish",
-    kinds={"duckdb"},
     pool=POOL,
     description=(
         "The file analysts open (`<duckdb_path>.published.duckdb`): the staging, quarantine, KPI "
