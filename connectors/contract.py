@@ -42,7 +42,7 @@ CANONICAL_STREAMS: dict[str, CanonicalStream] = {
             "deals",
             {
                 "deal_id": TEXT, "deal_name": TEXT, "account_id": TEXT, "owner_id": TEXT,
-                "pipeline": TEXT, "stage": TEXT, "is_closed": BOOL, "is_won": BOOL,
+                "pipeline": TEXT, "segment": TEXT, "stage": TEXT, "is_closed": BOOL, "is_won": BOOL,
                 "amount": NUMBER, "currency": TEXT, "created_at": TIMESTAMP,
                 "closed_at": TIMESTAMP, "updated_at": TIMESTAMP, "is_deleted": BOOL,
             },
