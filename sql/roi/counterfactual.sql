@@ -61,9 +61,10 @@ baseline AS (
     FROM series
     WHERE in_baseline
 ),
-groups AS (
+groups AS (  -- the deals that exist as of as_of
     SELECT count(*) FILTER (WHERE is_control) AS control_deals, count(*) FILTER (WHERE NOT is_control) AS treated_deals
     FROM live_deals
+    WHERE created_at < getvariable('cutoff')
 ),
 -- Why each method cannot be used on this data (null: it can).
 problems (method, problem) AS (

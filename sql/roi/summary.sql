@@ -21,10 +21,13 @@ bootstrap_interval AS (
 ),
 -- Parallel trends: the yearly slope of ln(treated / control revenue) over the baseline (near 0 is good).
 pretrend AS (
-    SELECT regr_slope(ln(revenue_won / control_revenue_won),
-                      periods_between(getvariable('baseline_start'), period_start)) * periods_per_year() AS slope
-    FROM roi.counterfactual
-    WHERE method = 'control' AND in_baseline AND revenue_won > 0 AND control_revenue_won > 0
+    SELECT CASE WHEN count(*) > 1 THEN regr_slope(ln_ratio, t) * periods_per_year() END AS slope
+    FROM (
+        SELECT ln(revenue_won / control_revenue_won) AS ln_ratio,
+               periods_between(getvariable('baseline_start'), period_start) AS t
+        FROM roi.counterfactual
+        WHERE method = 'control' AND in_baseline AND revenue_won > 0 AND control_revenue_won > 0
+    )
 ),
 tei AS (
     SELECT
