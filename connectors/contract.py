@@ -42,9 +42,9 @@ CANONICAL_STREAMS: dict[str, CanonicalStream] = {
             "deals",
             {
                 "deal_id": TEXT, "deal_name": TEXT, "account_id": TEXT, "owner_id": TEXT,
-                "pipeline": TEXT, "segment": TEXT, "stage": TEXT, "is_closed": BOOL, "is_won": BOOL,
+                "pipeline": TEXT, "stage": TEXT, "is_closed": BOOL, "is_won": BOOL,
                 "amount": NUMBER, "currency": TEXT, "created_at": TIMESTAMP,
-                "closed_at": TIMESTAMP, "updated_at": TIMESTAMP, "is_deleted": BOOL,
+                "closed_at": TIMESTAMP, "updated_at": TIMESTAMP, "is_deleted": BOOL, "segment": TEXT,
             },
             required=("deal_id", "created_at", "closed_at", "amount", "is_closed", "is_won"),
             key="deal_id",

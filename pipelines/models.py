@@ -153,7 +153,6 @@ STAGING = (
         "account_id": "The company the deal is with.",
         "owner_id": "The deal's owner (sales rep).",
         "pipeline": "The pipeline the deal is in.",
-        "segment": "The deal's segment (region, team, business unit), as exported; null when the export has none.",
         "stage": "The deal's stage, as the CRM names it.",
         "is_closed": "The deal is closed (won or lost).",
         "is_won": "The deal is closed won.",
@@ -164,6 +163,7 @@ STAGING = (
         "closed_at": "When the deal was closed (UTC); null while open.",
         "updated_at": "The version time that decided which copy of the deal won.",
         **_BATCH,
+        "segment": "The deal's segment (region, team, business unit), as exported; null when the export has none.",
     }, model="staging/deals", checks=(Check("schema", schemas.Deals),
                                       Check("amount_present", schemas.DealAmounts, blocking=False))),
     Table("staging.deal_stage_history", "When each deal entered each stage.", {
@@ -307,8 +307,6 @@ MARTS = (
         "cumulative ROI, trailing-12-month ROI, NPV and payback.",
         {
             "period_start": "A complete period, from the earlier of go-live and the first CRM cost.",
-            "expected_revenue": "E, revenue without the CRM under counterfactual.method (roi.counterfactual); "
-                                "before go-live, the actual revenue.",
             "incremental_revenue": "revenue_won - expected_revenue (0 before go-live); with method flat, "
                                    "revenue_won - baseline revenue_won.",
             "benefit_revenue": "incremental_revenue x gross_margin x attribution_share.",
@@ -325,6 +323,8 @@ MARTS = (
             "roi_trailing_12m": "Net ROI over the rows of the last 12 months up to this period.",
             "npv_cumulative": "Sum of net_benefit discounted at discount_rate per year from the first row.",
             "payback_reached": "cumulative_benefit >= cumulative_cost.",
+            "expected_revenue": "E, revenue without the CRM under counterfactual.method (roi.counterfactual); "
+                                "before go-live, the actual revenue (null before the baseline start).",
         },
         model="roi/rolling",
         preview="SELECT period_start, benefit_total, cost_total, cumulative_benefit, cumulative_cost, roi, "

@@ -44,8 +44,11 @@ CREATE OR REPLACE TEMP MACRO poisson_from_hash(h) AS
          WHEN h < 18446744058369041076::UBIGINT THEN 11
          WHEN h < 18446744072536379768::UBIGINT THEN 12
          ELSE 13 END;
-CREATE OR REPLACE TEMP MACRO poisson_weight(deal_hash, draw) AS
-    poisson_from_hash(hash(deal_hash, draw, getvariable('uncertainty_seed')));
+CREATE OR REPLACE TEMP MACRO poisson_weight(deal_key, draw) AS
+    poisson_from_hash(hash(deal_key, draw, getvariable('uncertainty_seed')));
+-- A deal's identity for its weights: its id and creation time, not the source's name, so the same
+-- records draw the same weights whether they came from an export file or an API.
+CREATE OR REPLACE TEMP MACRO bootstrap_key(deal_id, created_at) AS hash(deal_id, created_at);
 
 -- Expected revenue E(P) under each row's method. `inputs` names a table with one row per
 -- (draw, method, period): in_baseline, revenue_won (the method's: the treated group's under

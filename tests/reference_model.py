@@ -81,7 +81,7 @@ ROI_COLUMNS = (
     "npv_cumulative",
     "payback_reached",
 )
-ROLLING_COLUMNS = ("period_start", "expected_revenue", *ROI_COLUMNS[1:])
+ROLLING_COLUMNS = (*ROI_COLUMNS, "expected_revenue")
 SUMMARY_COLUMNS = (
     "as_of",
     "go_live",

@@ -61,7 +61,7 @@ def _weights(con, draws: int, seed: int) -> dict[tuple[str, int], int]:
     con.execute(sql_text("roi_macros"))
     con.execute("SET VARIABLE uncertainty_seed = $seed", {"seed": seed})
     return {(deal_id, draw): weight for deal_id, draw, weight in con.execute(
-        "SELECT deal_id, draw, poisson_weight(hash(source, deal_id), draw) FROM staging.deals, "
+        "SELECT deal_id, draw, poisson_weight(bootstrap_key(deal_id, created_at), draw) FROM staging.deals, "
         "range(1, $draws + 1) AS r(draw)", {"draws": draws}).fetchall()}
 
 

@@ -57,7 +57,7 @@ def test_weights_are_independent_poisson_1_draws():
         con.execute("SET VARIABLE uncertainty_seed = 42")
         con.execute("""
             CREATE TEMP TABLE w AS
-            SELECT deal, draw, poisson_weight(hash('files_1', 'D-' || deal), draw) AS weight
+            SELECT deal, draw, poisson_weight(bootstrap_key('D-' || deal, TIMESTAMP '2025-01-01'), draw) AS weight
             FROM range(4000) AS d(deal), range(1, 51) AS r(draw)""")
         n, mean, variance = con.execute("SELECT count(*), avg(weight), var_pop(weight) FROM w").fetchone()
         frequencies = dict(con.execute("SELECT weight, count(*) / 200000 FROM w GROUP BY ALL").fetchall())

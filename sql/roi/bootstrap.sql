@@ -15,7 +15,7 @@ won AS (
     SELECT
         period_of(closed_at) AS period_start,
         in_control_group(segment, pipeline, owner_id) AS is_control,
-        hash(source, deal_id) AS deal_hash,
+        bootstrap_key(deal_id, created_at) AS deal_key,
         CAST(round(amount_base * 1e6) AS HUGEINT) AS micros
     FROM staging.deals
     WHERE NOT is_deleted AND is_won AND closed_at < getvariable('cutoff') AND amount_base IS NOT NULL
@@ -25,7 +25,7 @@ draws AS (
     SELECT range AS draw FROM range(1, getvariable('uncertainty_draws') + 1)
 ),
 weighted AS (
-    SELECT draw, period_start, is_control, sum(poisson_weight(deal_hash, draw) * micros) / 1e6 AS revenue
+    SELECT draw, period_start, is_control, sum(poisson_weight(deal_key, draw) * micros) / 1e6 AS revenue
     FROM draws CROSS JOIN won
     GROUP BY ALL
 ),

@@ -86,7 +86,6 @@ trailing_12m AS (
 )
 SELECT
     period_start,
-    expected_revenue,
     incremental_revenue,
     benefit_revenue,
     benefit_retention,
@@ -101,7 +100,8 @@ SELECT
     cumulative_benefit / nullif(cumulative_cost, 0) AS gross_return_ratio,
     roi_trailing_12m,
     npv_cumulative,
-    cumulative_benefit >= cumulative_cost AS payback_reached
+    cumulative_benefit >= cumulative_cost AS payback_reached,
+    expected_revenue
 FROM running
 JOIN trailing_12m USING (period_start)
 ORDER BY period_start

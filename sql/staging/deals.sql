@@ -9,7 +9,7 @@ WITH parsed AS NOT MATERIALIZED (
     SELECT
         r._source AS source,
         nullif(trim(r.deal_id), '') AS deal_id,
-        r.deal_name, r.account_id, r.owner_id, r.pipeline, r.segment, r.stage,
+        r.deal_name, r.account_id, r.owner_id, r.pipeline, r.stage, r.segment,
         upper(trim(r.currency)) AS currency,
         parse_bool(r.is_closed) AS is_closed,
         parse_bool(r.is_won) AS is_won,
@@ -49,11 +49,12 @@ priced AS (
     LEFT JOIN fx_days('staging.fx_rates') AS fx ON fx.currency = l.currency AND fx.day = fx_day(l.rate_date)
 )
 SELECT
-    source, deal_id, deal_name, account_id, owner_id, pipeline, segment, stage,
+    source, deal_id, deal_name, account_id, owner_id, pipeline, stage,
     is_closed, is_won, is_deleted, amount, currency, fx_rate,
     amount * fx_rate AS amount_base,
     created_at, closed_at, updated_at,
     _batch_id AS batch_id,
+    segment,
     coalesce(deal_id, raw_deal_id) AS _key,
     list_filter([
         CASE WHEN deal_id IS NULL THEN 'missing deal_id' END,
