@@ -114,6 +114,19 @@ def _check(settings_file: Path, folder: Path, finance: Path, reference_settings:
         con.close()
 
 
+def _check_exports(tmp_path: Path, **settings: Any) -> list[str]:
+    """_check on tmp_path/exports and tmp_path/finance_gl.csv under `settings`."""
+    raw: dict[str, Any] = {
+        **settings,
+        "duckdb_path": str(tmp_path / "crm_roi.duckdb"),
+        "sources": [{"kind": "files", "path": "exports", "profile": "canonical"}],
+        "finance": {"path": "finance_gl.csv", "accounts": ACCOUNTS},
+    }
+    config = tmp_path / "crm_roi.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return _check(config, tmp_path / "exports", tmp_path / "finance_gl.csv", {**settings, "accounts": ACCOUNTS})
+
+
 DEMO_METHODS = [
     {"method": "flat"},
     {"method": "seasonal"},
@@ -173,23 +186,16 @@ def test_random_data_matches_reference(tmp_path: Path, monkeypatch: pytest.Monke
     data = _Generator(seed, go_live, as_of).build(random.Random(seed).randint(150, 300))
     folder = tmp_path / "exports"
     _write_dataset(folder, data)
-    raw: dict[str, Any] = {
+    settings: dict[str, Any] = {
         "as_of": as_of, "go_live": go_live, "baseline_months": baseline_months, "period": period,
         **MONEY[money], "counterfactual": counterfactual, "uncertainty": {"draws": DRAWS, "seed": seed},
         "tei": {"horizon_years": 2, "cost_risk_adjustment": 0.15},
-        "duckdb_path": str(tmp_path / "crm_roi.duckdb"),
-        "sources": [{"kind": "files", "path": "exports", "profile": "canonical"}],
-        "finance": {"path": "finance_gl.csv", "accounts": ACCOUNTS},
     }
     if counterfactual["method"] == "seasonal" and period == "week":
-        raw["counterfactual"] = {"method": "trend"}  # seasonal needs month or quarter periods
+        settings["counterfactual"] = {"method": "trend"}  # seasonal needs month or quarter periods
     if counterfactual["method"] == "seasonal" and baseline_months < 12:
-        raw["baseline_months"] = 12
-    config = tmp_path / "crm_roi.yaml"
-    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    reference = {k: v for k, v in raw.items() if k not in ("sources", "finance", "duckdb_path")}
-    reference["accounts"] = ACCOUNTS
-    problems = _check(config, folder, tmp_path / "finance_gl.csv", reference)
+        settings["baseline_months"] = 12
+    problems = _check_exports(tmp_path, **settings)
     assert not problems, f"seed {seed}, {variant}, {counterfactual}:\n" + "\n".join(problems[:60])
 
 
@@ -213,16 +219,7 @@ def test_two_baseline_years_match_reference(tmp_path: Path, monkeypatch: pytest.
     write_csv(tmp_path / "finance_gl.csv", GL_COLUMNS,
               [{"entry_id": f"C{m}", "posted_on": f"2025-{m:02d}-05", "account": "6100", "amount": "900",
                 "currency": "USD"} for m in range(1, 13)])
-    raw: dict[str, Any] = {
-        "as_of": date(2025, 11, 30), "go_live": date(2025, 1, 1), "baseline_months": 24, "period": period,
-        "gross_margin": 0.7, "counterfactual": counterfactual, "uncertainty": {"draws": DRAWS, "seed": 11},
-        "duckdb_path": str(tmp_path / "crm_roi.duckdb"),
-        "sources": [{"kind": "files", "path": "exports", "profile": "canonical"}],
-        "finance": {"path": "finance_gl.csv", "accounts": ACCOUNTS},
-    }
-    config = tmp_path / "crm_roi.yaml"
-    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    reference = {k: v for k, v in raw.items() if k not in ("sources", "finance", "duckdb_path")}
-    reference["accounts"] = ACCOUNTS
-    problems = _check(config, folder, tmp_path / "finance_gl.csv", reference)
+    problems = _check_exports(tmp_path, as_of=date(2025, 11, 30), go_live=date(2025, 1, 1), baseline_months=24,
+                              period=period, gross_margin=0.7, counterfactual=counterfactual,
+                              uncertainty={"draws": DRAWS, "seed": 11})
     assert not problems, f"{period}, {counterfactual}:\n" + "\n".join(problems[:60])
