@@ -194,6 +194,10 @@ def test_columns_read_custom_fields_by_name_or_key(store: PipedriveStore, fake: 
     assert (rows[str(deal)]["amount"], rows[str(deal)]["currency"]) == ("9876.5", "EUR")
     assert rows[str(deal)]["pipeline"] == ("New business", "Expansion")[store.deals[deal]["pipeline_id"] - 1]
     assert (rows[str(no_currency)]["amount"], rows[str(no_currency)]["currency"]) == (None, None)
+    # segment has no Pipedrive field of its own: it comes from the one columns names.
+    segments = read_rows(fake, "deals", columns={"segment": "Deal type"})
+    assert segments[str(deal)]["segment"] == rows[str(deal)]["pipeline"]
+    assert read_rows(fake, "deals")[str(deal)].get("segment") is None
     # Without columns, an organization's creation is its start as a customer, and every one counts.
     customers = read_rows(fake, "organizations")
     assert len(customers) == len(store.orgs)
