@@ -5,7 +5,7 @@ is mirrored by one whose body only reports its materialization and passing
 checks. Running that job in-process on an ephemeral instance, as `crm-roi run`
 does (the instance's creation is timed too), leaves nothing but Dagster:
 planning, step launch, events, check results.
-Its wall time is the per-run overhead the issue's "< 3 s" target is about; the
+Its wall time is the per-run overhead the "< 3 s" target is about; the
 import of dagster and the building of the definitions are reported beside it.
 
     python -m bench.dagster_noop --config crm_roi.yaml [--detail FILE]

@@ -64,7 +64,7 @@ def api_requests(run: dict) -> tuple[int, int]:
 
 # -- targets ----------------------------------------------------------------------------
 def targets(results: dict) -> list[tuple[str, str, str]]:
-    """(target, measured, MET / NOT MET / NOT MEASURED) for each target of issue 5."""
+    """(target, measured, MET / NOT MET / NOT MEASURED) for each target."""
     sizes = results["sizes"]
     rows = []
     target = sizes.get(str(TARGET_N))
@@ -162,7 +162,7 @@ def markdown(results: dict, before: dict | None = None) -> str:
         "",
         *_environments(results["environments"]),
         "",
-        "## Targets (issue 5)",
+        "## Targets",
         "",
         "| target | measured | status |",
         "|---|---|---|",

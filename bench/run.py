@@ -1,4 +1,4 @@
-"""The benchmark harness of issue 5: crm-roi against bare DuckDB, pandas + Pandera and dlt, at N deals.
+"""The benchmark harness: crm-roi against bare DuckDB, pandas + Pandera and dlt, at N deals.
 
     make bench          # = bench/.venv/bin/python -m bench.run --sizes 100000,1000000,5000000 --repeat 3
     bench/.venv/bin/python -m bench.run --render-only       # RESULTS.md and the plot again, from results.json

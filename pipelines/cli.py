@@ -17,7 +17,7 @@ from connectors.files.reader import ExportFileError
 from pipelines.config import ConfigError, load_settings
 from pipelines.demo import DemoUnavailable, run_demo, run_live_demo
 from pipelines.query import NoTables, as_table, run_query, write_csv
-from pipelines.runner import ChecksFailed, InstanceError, run_nightly
+from pipelines.runner import ChecksFailed, InstanceError, RunOutcome, run_nightly
 from pipelines.summary import summary_lines
 from pipelines.warehouse import WarehouseLocked
 
@@ -25,10 +25,13 @@ from pipelines.warehouse import WarehouseLocked
 USER_ERRORS = (ConfigError, ExportFileError, WarehouseLocked, ChecksFailed, InstanceError, DemoUnavailable, NoTables)
 
 
-def _report_stopped(stopped: list[str]) -> None:
-    for line in stopped:
+def _report(outcome: RunOutcome) -> None:
+    """Warnings, then the streams whose sync stopped early (which fail the command)."""
+    for line in outcome.warnings:
+        click.echo(f"warning: {line}", err=True)
+    for line in outcome.stopped:
         click.echo(f"error: sync stopped early, {line}", err=True)
-    if stopped:
+    if outcome.stopped:
         sys.exit(1)
 
 
@@ -48,7 +51,7 @@ def run(config_file: str | None, full_reload: bool, verbose: bool) -> None:
     settings = load_settings(config_file)
     outcome = run_nightly(settings, full_reload, verbose)
     click.echo("\n".join(summary_lines(settings)))
-    _report_stopped(outcome.stopped)
+    _report(outcome)
 
 
 @cli.command()
@@ -58,15 +61,14 @@ def run(config_file: str | None, full_reload: bool, verbose: bool) -> None:
               help="Sync the demo deals and companies from a local fake HubSpot over HTTP instead of files.")
 def demo(db_path: str, live: bool) -> None:
     """Run the nightly job on the bundled demo exports (no servers, no credentials)."""
-    stopped: list[str] = []
     if live:
-        settings, stopped = run_live_demo(Path(db_path), click.echo)
+        settings, outcome = run_live_demo(Path(db_path), click.echo)
     else:
-        settings = run_demo(Path(db_path))
+        settings, outcome = run_demo(Path(db_path))
     click.echo("\n".join(summary_lines(settings)))
     example = "SELECT period_start, roi_pct, payback_reached FROM roi.rolling"
     click.echo(f'\nTry: crm-roi query --db {settings.published_path.name} "{example}"')
-    _report_stopped(stopped)
+    _report(outcome)
 
 
 @cli.command()

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from connectors.records import ApiSource
 
 DEFAULT_CONFIG_FILE = "crm_roi.yaml"
+FINANCE_SOURCE = "finance"  # the source name of the general-ledger lines
 DEFAULT_DUCKDB_FILE = "crm_roi.duckdb"
 
 COST_CATEGORIES = (
@@ -54,6 +55,13 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# A run that quarantines more than this share of what it landed for a table fails: a misread export
+# (wrong date order, a renamed column) must not quietly become a small number. Real exports carry
+# some incomplete rows (prospecting deals without a date), so the default leaves room for them.
+RejectedShare = Annotated[float | None, Field(ge=0, le=1)]
+PER_SOURCE_SHARE = "This source's own max_rejected_share (default: the top-level value)."
+
+
 class FilesSource(_Strict):
     """A folder of CRM export files, read through a column-mapping profile."""
 
@@ -71,6 +79,7 @@ class FilesSource(_Strict):
     currency: str | None = Field(None, description="Currency of amounts when the file has no currency column.")
     timezone: str = Field("UTC", description=(
         "IANA time zone of times written without an offset (e.g. HubSpot's portal time zone)."))
+    max_rejected_share: RejectedShare = Field(None, description=PER_SOURCE_SHARE)
 
     @field_validator("path")
     @classmethod
@@ -138,6 +147,7 @@ class _ApiSource(_Strict):
     retry_attempts: int = Field(6, ge=1, le=100, description=(
         "Attempts per request (429, 5xx, dropped connections) before the stream stops for the night."))
     retry_max_wait_seconds: float = Field(60.0, ge=1, le=3600, description="Longest wait between two attempts.")
+    max_rejected_share: RejectedShare = Field(None, description=PER_SOURCE_SHARE)
 
     @field_validator("base_url")
     @classmethod
@@ -238,6 +248,7 @@ class FinanceConfig(_Strict):
         "sales_marketing, operating_cost; lines on other accounts count nowhere."))
     columns: dict[str, str] = Field(default_factory=dict, description=(
         "Canonical column -> header, for a GL export with other headers."))
+    max_rejected_share: RejectedShare = Field(None, description=PER_SOURCE_SHARE)
 
     @field_validator("path")
     @classmethod
@@ -331,6 +342,10 @@ class Settings(_Strict):
     uncertainty: Uncertainty = Field(default_factory=Uncertainty, description=(
         "The bootstrap interval of incremental revenue and ROI."))
     tei: Tei = Field(default_factory=Tei, description="The Total Economic Impact view (roi.tei).")
+    max_rejected_share: float = Field(0.2, ge=0, le=1, description=(
+        "Largest share of the rows a run lands for one table from one source that may be quarantined; above it "
+        "the run fails (a blocking check), the analysts' copy keeps the last good run and the landed rows stay "
+        "in raw for the corrected re-run."))
     schedule_cron: str = Field("0 2 * * *", description="Cron of the `nightly_schedule` (UTC).")
     full_sync_cron: str | None = Field(None, description=(
         "Cron of the `full_sync_schedule` (UTC), e.g. `0 4 * * 0`: the nightly job with every API stream read "
@@ -406,6 +421,12 @@ class Settings(_Strict):
             counts[source.kind] = counts.get(source.kind, 0) + 1
             names.append(source.name or f"{source.kind}_{counts[source.kind]}")
         return names
+
+    def rejected_share_limits(self) -> dict[str, float]:
+        """Source name -> the share of its landed rows one table may quarantine (finance included)."""
+        named = [*zip(self.source_names, self.sources, strict=True), (FINANCE_SOURCE, self.finance)]
+        return {name: self.max_rejected_share if source.max_rejected_share is None else source.max_rejected_share
+                for name, source in named}
 
     def api_sources(self) -> list[tuple[str, _ApiSource]]:
         return [(n, s) for n, s in zip(self.source_names, self.sources, strict=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from pipelines.config import Settings, load_settings
-from pipelines.runner import run_nightly
+from pipelines.runner import RunOutcome, run_nightly
 from pipelines.sql_files import bundled
 
 DEMO_DATA = bundled("demo_data", "data/sample")
@@ -27,20 +27,19 @@ def _with_db(settings: Settings, db_path: Path) -> Settings:
     return settings.model_copy(update={"duckdb_path": db_path.resolve()})
 
 
-def run_demo(db_path: Path) -> Settings:
+def run_demo(db_path: Path) -> tuple[Settings, RunOutcome]:
     """The nightly job on the demo exports, into `db_path` (no server, no credentials)."""
     settings = _with_db(load_settings(DEMO_CONFIG), db_path)
-    run_nightly(settings)
-    return settings
+    return settings, run_nightly(settings)
 
 
-def run_live_demo(db_path: Path, say: Callable[[str], None]) -> tuple[Settings, list[str]]:
+def run_live_demo(db_path: Path, say: Callable[[str], None]) -> tuple[Settings, RunOutcome]:
     """The demo with deals and companies served by a fake HubSpot on 127.0.0.1.
 
     A new user sees a real sync (paging, rate limits, incremental cursor) without an
     account: the fake holds the demo's deals, the config points at it, and a second
     run shows the incremental sync fetching only what changed. Returns the settings
-    and the streams whose sync stopped early.
+    and the first run's outcome.
     """
     try:
         from connectors.fakes.hubspot import FakeHubSpot
@@ -65,10 +64,10 @@ def run_live_demo(db_path: Path, say: Callable[[str], None]) -> tuple[Settings, 
         live_config.write_text(yaml.safe_dump(config), encoding="utf-8")
         settings = _with_db(load_settings(live_config), db_path)
         say(f"fake HubSpot on {fake.base_url}: {len(fake.deals):,} deals, {len(fake.companies):,} companies")
-        stopped = run_nightly(settings).stopped
+        outcome = run_nightly(settings)
         say(f"full sync: {len(fake.log):,} HTTP requests")
         first = len(fake.log)
         fake.update_deals(list(fake.deals)[:25], name="Renamed in the CRM")
         run_nightly(settings)
         say(f"incremental sync after 25 deals changed: {len(fake.log) - first:,} HTTP requests")
-    return settings, stopped
+    return settings, outcome

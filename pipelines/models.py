@@ -46,6 +46,20 @@ class Check:
 
 
 @dataclass(frozen=True)
+class SqlCheck:
+    """A rule on a built table, as SQL returning the rows that break it (none: it passed).
+
+    The query may read `previous_version`, the table as it was before this build (empty on the
+    first). A failed check that is not blocking is a warning in the run summary.
+    """
+
+    name: str
+    description: str
+    sql: str
+    blocking: bool = False
+
+
+@dataclass(frozen=True)
 class Kpi:
     """A KPI column of kpi.periodic, and how kpi.baseline sums it up over the baseline window."""
 
@@ -69,7 +83,8 @@ class Table:
     model: str | None = None  # sql/<model>.sql; None: written by code (e.g. quarantine)
     published: bool = True  # in the analysts' copy
     preview: str | None = None  # a SELECT shown in the Dagster UI
-    checks: tuple[Check, ...] = ()
+    checks: tuple[Check, ...] = ()  # Pandera schemas (staging)
+    sql_checks: tuple[SqlCheck, ...] = ()  # rules on the built table (KPI and ROI)
 
     @property
     def schema(self) -> str:
@@ -226,13 +241,71 @@ QUARANTINE = Table("quarantine.rejected_rows", "Rows that failed a row rule, wit
     "rejected_at": "When the staging build rejected it (UTC).",
 })
 
+STAGE_MAP = Table(
+    "staging.stage_map",
+    "Every stage value per source and pipeline, with how its deals are classified and how many there are: "
+    "a stage missing from won_stages shows as an open stage named like a closed one.",
+    {
+        **_SOURCE,
+        "pipeline": "The pipeline.",
+        "stage": "The stage, as the CRM names it.",
+        "classification": "'won', 'lost' or 'open' as its deals are classified; 'mixed' when they disagree.",
+        "deals": "Deals now in the stage (deleted deals count nowhere).",
+        "looks_closed": "The stage's name reads like a closed stage (won, lost, closed, gagné, ganado, ...).",
+    },
+    model="staging/stage_map",
+    preview="SELECT source, pipeline, stage, classification, deals FROM staging.stage_map ORDER BY deals DESC",
+    sql_checks=(SqlCheck(
+        "stages_accounted_for",
+        "Every stage is classified as its name says, and none is new since the last run: a stage renamed in the "
+        "CRM, or a typo in won_stages, would otherwise silently turn won deals into open ones.",
+        "SELECT source, pipeline, stage, classification, deals, "
+        "CASE WHEN looks_closed AND classification = 'open' THEN 'named like a closed stage but counted open' "
+        "ELSE 'new since the last run' END AS why FROM staging.stage_map AS m "
+        "WHERE (looks_closed AND classification = 'open') OR (EXISTS (SELECT 1 FROM previous_version) "
+        "AND NOT EXISTS (SELECT 1 FROM previous_version AS p WHERE p.source = m.source "
+        "AND p.pipeline IS NOT DISTINCT FROM m.pipeline AND p.stage IS NOT DISTINCT FROM m.stage)) "
+        "ORDER BY deals DESC",
+    ),),
+)
+
+_RATES_IN_RANGE = SqlCheck(
+    "rates_within_0_and_1",
+    "win_rate, churn_rate and retention_rate lie in [0, 1] in every period.",
+    "SELECT period_start, win_rate, churn_rate, retention_rate FROM kpi.periodic "
+    "WHERE NOT (coalesce(win_rate, 0) BETWEEN 0 AND 1 AND coalesce(churn_rate, 0) BETWEEN 0 AND 1 "
+    "AND coalesce(retention_rate, 0) BETWEEN 0 AND 1)",
+    blocking=True,
+)
+_RUNNING_SUMS = SqlCheck(
+    "cumulative_columns_are_running_sums",
+    "cumulative_benefit and cumulative_cost equal the running sums of benefit_total and cost_total.",
+    "SELECT period_start, cumulative_benefit, cumulative_cost FROM ("
+    "SELECT *, sum(benefit_total) OVER (ORDER BY period_start) AS running_benefit, "
+    "sum(cost_total) OVER (ORDER BY period_start) AS running_cost FROM roi.rolling) "
+    "WHERE abs(cumulative_benefit - running_benefit) > 1e-6 * greatest(1, abs(running_benefit)) "
+    "OR abs(cumulative_cost - running_cost) > 1e-6 * greatest(1, abs(running_cost))",
+    blocking=True,
+)
+_SUMMARY_IS_LAST_PERIOD = SqlCheck(
+    "summary_is_the_last_complete_period",
+    "roi.summary's cumulative benefit and cost, ROI and NPV are those of the last complete roi.rolling row.",
+    "SELECT s.* FROM roi.summary AS s LEFT JOIN (SELECT * FROM roi.rolling ORDER BY period_start DESC LIMIT 1) "
+    "AS r ON true WHERE s.cumulative_benefit IS DISTINCT FROM r.cumulative_benefit "
+    "OR s.cumulative_cost IS DISTINCT FROM r.cumulative_cost OR s.roi IS DISTINCT FROM r.roi "
+    "OR s.npv IS DISTINCT FROM r.npv_cumulative",
+    blocking=True,
+)
+
 MARTS = (
+    STAGE_MAP,
     Table(
         "kpi.periodic",
         "One row per period from the baseline start to the period holding as_of: deals, win rate, revenue, "
         "deal size, sales cycle, churn and retention, CAC, satisfaction, adoption, operating and CRM cost.",
         {**_PERIOD, **{k.name: k.meaning for k in KPIS}},
         model="kpi/periodic",
+        sql_checks=(_RATES_IN_RANGE,),
         preview="SELECT period_start, phase, is_complete, deals_won, win_rate, revenue_won, churn_rate, crm_cost "
                 "FROM kpi.periodic ORDER BY period_start DESC",
     ),
@@ -327,6 +400,7 @@ MARTS = (
                                 "before go-live, the actual revenue (null before the baseline start).",
         },
         model="roi/rolling",
+        sql_checks=(_RUNNING_SUMS,),
         preview="SELECT period_start, benefit_total, cost_total, cumulative_benefit, cumulative_cost, roi, "
                 "payback_reached FROM roi.rolling ORDER BY period_start DESC",
     ),
@@ -410,6 +484,7 @@ MARTS = (
             "tei_roi": "TEI ROI: tei_npv / total pv_costs.",
         },
         model="roi/summary",
+        sql_checks=(_SUMMARY_IS_LAST_PERIOD,),
         preview="SELECT * FROM roi.summary",
     ),
 )
@@ -473,6 +548,9 @@ def check_registry(registry: Registry) -> None:
         if selected != declared:
             raise RegistryError(f"sql/{table.model}.sql selects the columns of {table.name} in another order "
                                 f"than pipelines/models.py: {', '.join(selected)}")
+        if table.key and not {"in_scope", "scoped_build"} <= model_shape(table.model).functions:
+            raise RegistryError(f"sql/{table.model}.sql must read raw through in_scope() and scoped_build() "
+                                "(the staging model contract in pipelines/transform.py)")
         if unknown := sorted(table.reads - known):
             raise RegistryError(f"sql/{table.model}.sql reads {unknown[0]}, which is no table of the registry")
 

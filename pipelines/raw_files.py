@@ -27,10 +27,8 @@ from connectors.files.reader import (
     sha256_of,
     sniff,
 )
-from pipelines.config import FilesSource, Settings, outside_roots_message, within_roots
+from pipelines.config import FINANCE_SOURCE, FilesSource, Settings, outside_roots_message, within_roots
 from pipelines.warehouse import transaction
-
-FINANCE_SOURCE = "finance"
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,8 @@ def configuration() -> str:
 
 def _table(table: Table) -> list[str]:
     origin = f"Model: `sql/{table.model}.sql`." if table.model else "Written by the staging build."
+    checks = [*(f"`pandera_{c.name}`" for c in table.checks), *(f"`{c.name}`" for c in table.sql_checks)]
+    origin += f" Checks: {', '.join(checks)}." if checks else ""
     reads = f" Reads {', '.join(f'`{t}`' for t in sorted(table.reads))}." if table.reads else ""
     copy = "" if table.published else " Not in the analysts' copy."
     return [f"### `{table.name}`", "", f"{table.description} {origin}{reads}{copy}", "",
@@ -117,11 +119,12 @@ def tables() -> str:
         "timestamps are UTC. Analysts open the published copy, `<duckdb_path>.published.duckdb`.",
         "",
     ]
-    for title, layer in (("KPI and ROI tables", REGISTRY.marts), ("Staging tables", REGISTRY.staging),
-                         ("Quarantine", REGISTRY.other)):
+    for title, schema in (("KPI tables", "kpi"), ("ROI tables", "roi"), ("Staging tables", "staging"),
+                          ("Quarantine", "quarantine")):
         parts += [f"## {title}", ""]
-        for table in layer:
-            parts += _table(table)
+        for table in REGISTRY.tables:
+            if table.schema == schema:
+                parts += _table(table)
     parts += ["## Raw layer", "",
               "Raw tables hold every value as landed (text), in their own file `<duckdb_path>.raw.duckdb`, attached "
               "as catalog `raw`; each row also carries `_source`, `_file`, `_row_number`, `_batch_id` and "

@@ -42,6 +42,8 @@ class RunOutcome:
     # One line per API source stream whose sync stopped early (the run still built the tables
     # from everything else).
     stopped: list[str]
+    # One line per failed warn-level check (a stage counted open though named won, deals without amount).
+    warnings: list[str]
 
 
 def dagster_instance() -> dg.DagsterInstance:
@@ -91,11 +93,19 @@ def release_dead_runs(instance: dg.DagsterInstance) -> list[str]:
 def _failed_checks(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     """The blocking (error-severity) checks that failed in the run, one line each."""
     return [
-        f"check {evaluation.check_name} failed on {evaluation.asset_key.to_user_string()}"
+        _check_message(evaluation)
         for record in instance.all_logs(run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION)
         if not (evaluation := record.dagster_event.event_specific_data).passed
         and evaluation.severity == dg.AssetCheckSeverity.ERROR
     ]
+
+
+def _check_message(evaluation: dg.AssetCheckEvaluation) -> str:
+    """The check's own sentence when it wrote one, else which check failed where."""
+    message = evaluation.metadata.get("message")
+    if message is not None and message.value:
+        return str(message.value)
+    return f"check {evaluation.check_name} failed on {evaluation.asset_key.to_user_string()}"
 
 
 def log_path(settings: Settings) -> Path:
@@ -138,9 +148,9 @@ def run_nightly(settings: Settings, full_reload: bool = False, verbose: bool = F
         except Exception as exc:  # a step's own error, raised as itself
             exc.add_note(f"full log: {log}")
             raise
-    stopped = [
-        f"{check.asset_key.to_user_string()}: {check.metadata['error'].value}"
-        for check in result.get_asset_check_evaluations()
-        if check.check_name == "sync_succeeded" and not check.passed
-    ]
-    return RunOutcome(run_id, log, stopped)
+    checks = result.get_asset_check_evaluations()
+    stopped = [f"{check.asset_key.to_user_string()}: {check.metadata['error'].value}"
+               for check in checks if check.check_name == "sync_succeeded" and not check.passed]
+    warnings = [_check_message(check) for check in checks
+                if not check.passed and check.severity == dg.AssetCheckSeverity.WARN]
+    return RunOutcome(run_id, log, stopped, warnings)

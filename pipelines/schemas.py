@@ -57,7 +57,7 @@ class Deals(_Base):
 
 
 class DealAmounts(_Base):
-    """Warn-level: a deal without an amount adds 0 to revenue, which understates it."""
+    """A deal without an amount adds 0 to revenue, which understates it."""
 
     amount: float = pa.Field(nullable=False)
 

@@ -40,6 +40,7 @@ class ModelShape:
     reads: frozenset[str]  # 'schema.table' names
     variables: frozenset[str]  # getvariable('...') names
     columns: tuple[str, ...]  # the final select list, in order
+    functions: frozenset[str]  # every function and macro it calls
 
 
 class ModelParseError(ValueError):
@@ -48,28 +49,42 @@ class ModelParseError(ValueError):
 
 @cache
 def model_shape(name: str) -> ModelShape:
-    """Parse sql/<name>.sql once (DuckDB's json_serialize_sql) and collect its reads and columns."""
-    with duckdb.connect() as con:
-        tree = json.loads(con.execute("SELECT json_serialize_sql($sql)", {"sql": sql_text(name)}).fetchone()[0])
+    """sql/<name>.sql's shape, parsed once."""
+    return parse_model(name, sql_text(name))
+
+
+@cache
+def _parser() -> duckdb.DuckDBPyConnection:
+    """One in-memory connection for every parse: opening one costs more than parsing a model."""
+    return duckdb.connect()
+
+
+def parse_model(name: str, sql: str) -> ModelShape:
+    """Parse a model (DuckDB's json_serialize_sql) and collect its reads, variables, columns and calls."""
+    cursor = _parser().cursor()
+    tree = json.loads(cursor.execute("SELECT json_serialize_sql($sql)", {"sql": sql}).fetchone()[0])
     if tree.get("error"):
         raise ModelParseError(f"sql/{name}.sql: {tree.get('error_message', 'does not parse')}")
     (statement,) = tree["statements"]
     reads: set[str] = set()
     variables: set[str] = set()
-    _walk(statement, reads, variables)
-    return ModelShape(frozenset(reads), frozenset(variables), _select_list(name, statement["node"]))
+    functions: set[str] = set()
+    _walk(statement, reads, variables, functions)
+    return ModelShape(frozenset(reads), frozenset(variables), _select_list(name, statement["node"]),
+                      frozenset(functions))
 
 
-def _walk(node: object, reads: set[str], variables: set[str]) -> None:
+def _walk(node: object, reads: set[str], variables: set[str], functions: set[str]) -> None:
     if isinstance(node, list):
         for item in node:
-            _walk(item, reads, variables)
+            _walk(item, reads, variables, functions)
         return
     if not isinstance(node, dict):
         return
     if node.get("type") == "BASE_TABLE" and node.get("schema_name") in TABLE_SCHEMAS:
         reads.add(f"{node['schema_name']}.{node['table_name']}")
     if node.get("class") == "FUNCTION":
+        functions.add(node["function_name"])
         constants = [_constant(arg.get("expression", {})) for arg in node.get("arguments", [])]
         if node.get("function_name") == "getvariable" and constants and constants[0]:
             variables.add(constants[0])
@@ -78,7 +93,7 @@ def _walk(node: object, reads: set[str], variables: set[str]) -> None:
             if text and text.split(".")[0] in TABLE_SCHEMAS and text.count(".") == 1:
                 reads.add(text)
     for value in node.values():
-        _walk(value, reads, variables)
+        _walk(value, reads, variables, functions)
 
 
 def _constant(node: dict) -> str | None:

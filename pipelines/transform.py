@@ -9,10 +9,11 @@ The staging model contract (every sql/staging/<table>.sql honours it):
   `_reasons` (the row rules the row broke; empty: it is valid) and `_raw_rowid` (its
   raw row, whose JSON is the quarantine payload).
 - Versions of a key are collapsed with the `last_occurrence` macro (sql/macros.sql).
-- A keyed model (the registry's `key`) reads its raw rows `WHERE in_scope(r.<key>,
-  r._batch_id)`. A key-scoped build fills the temp table `scope_keys` with the keys new
-  batches touched (in any source) and sets the variable `scope_after` to the last batch of
-  the previous build; every other build leaves `scope_after` unset and reads every row.
+- A keyed model (its stream has a key) reads its raw rows through the `scoped` and `input`
+  CTEs that sql/macros.sql describes. A key-scoped build fills the temp table `scope_keys`
+  with the keys new batches touched (in any source) and sets the variable `scope_after` to
+  the last batch of the previous build; every other build leaves `scope_after` unset and
+  reads every row.
 """
 
 from __future__ import annotations
@@ -155,9 +156,11 @@ def build_staging(con: duckdb.DuckDBPyConnection, table: str) -> StagingResult:
         # Rows from batches already validated are the same rows as before, unless the model,
         # its settings or an upstream table changed: then every row is checked again.
         con.execute(
-            "INSERT OR REPLACE INTO bookkeeping.build_state VALUES ($table, $model, $rows, $last, "
+            "INSERT OR REPLACE INTO bookkeeping.build_state (table_name, model_fingerprint, raw_rows, "
+            "raw_last_batch, built_at, validated_batch, accepted_batch) VALUES ($table, $model, $rows, $last, "
             "now()::TIMESTAMP, (SELECT validated_batch FROM bookkeeping.build_state "
-            "WHERE table_name = $table AND model_fingerprint = $model))",
+            "WHERE table_name = $table AND model_fingerprint = $model), "
+            "(SELECT accepted_batch FROM bookkeeping.build_state WHERE table_name = $table))",
             {"table": table, "model": model, "rows": raw_rows, "last": raw_last_batch},
         )
     return result

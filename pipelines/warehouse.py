@@ -39,6 +39,11 @@ RAW_META_COLUMNS = (
 )
 RAW_CATALOG = "raw"
 WORKING_SCHEMAS = ("staging", "quarantine", "kpi", "roi", "bookkeeping")
+# Stage names that read like a closed deal, in the languages CRMs are set up in (lower case).
+CLOSED_STAGE_PATTERN = (
+    r"closed|(^|[^a-z])(won|lost|win|loss)([^a-z]|$)|gagn|perdu|ganad|perdid|gewonnen|verloren"
+    r"|fechad|cerrad|chius|vint[oa]|pers[oa]([^a-z]|$)"
+)
 
 
 class WarehouseLocked(RuntimeError):
@@ -97,6 +102,7 @@ def set_run_variables(con: duckdb.DuckDBPyConnection, settings: Settings) -> Non
         "uncertainty_seed": settings.uncertainty.seed,
         "tei_horizon_years": settings.tei.horizon_years,
         "tei_cost_risk_adjustment": settings.tei.cost_risk_adjustment,
+        "closed_stage_pattern": CLOSED_STAGE_PATTERN,
     }
     for name, value in values.items():
         con.execute(f"SET VARIABLE {name} = $value", {"value": value})

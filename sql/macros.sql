@@ -57,15 +57,20 @@ CREATE OR REPLACE TEMP MACRO parse_number(s) AS
               AND isfinite(try_cast(s AS DOUBLE)) THEN try_cast(s AS DOUBLE)
          ELSE parse_number_general(s) END;
 
--- Which raw rows a keyed staging model reads: every row, except in a key-scoped build
--- (pipelines/transform.py), which sets scope_after to the last batch of the previous build
--- and fills scope_keys with the keys the later batches touched. Keys are matched in every
--- source (a superset, rebuilt whole): a (source, key) pair had to be built as a struct for
--- every row, which cost 14% of a full deals build even with no key in scope.
+-- A key-scoped staging build (pipelines/transform.py) sets scope_after to the last batch of
+-- the previous build and fills scope_keys with the keys later batches touched; every other
+-- build leaves scope_after unset. A keyed model reads its raw rows as
+--   scoped AS MATERIALIZED (raw rows WHERE in_scope(key, _batch_id)): a scoped build's few
+--       rows, read from raw once (empty otherwise),
+--   input AS NOT MATERIALIZED (raw rows WHERE NOT scoped_build() UNION ALL scoped): a full
+--       build streams raw, which beats materialising millions of parsed rows.
+-- Both filters fold to constants, so each build pays only for its own branch. Keys are
+-- matched in every source (a superset, rebuilt whole): matching (source, key) pairs built a
+-- struct for every row.
 CREATE TEMP TABLE IF NOT EXISTS scope_keys (key VARCHAR);
+CREATE OR REPLACE TEMP MACRO scoped_build() AS getvariable('scope_after') IS NOT NULL;
 CREATE OR REPLACE TEMP MACRO in_scope(raw_key, batch) AS
-    getvariable('scope_after') IS NULL OR batch > getvariable('scope_after')
-    OR nullif(trim(raw_key), '') IN (SELECT key FROM scope_keys);
+    scoped_build() AND (batch > getvariable('scope_after') OR nullif(trim(raw_key), '') IN (SELECT key FROM scope_keys));
 
 CREATE OR REPLACE TEMP MACRO parse_bool(s) AS
     CASE WHEN lower(trim(s)) IN ('true', 't', '1', 'yes', 'y') THEN true

@@ -1,10 +1,11 @@
-"""Independent pure-Python reference model of DESIGN.md's row rules, KPIs and ROI.
+"""Independent pure-Python reference model of the documented row rules, KPIs and ROI.
 
 Why this exists: the real pipeline computes staging, KPI and ROI tables in DuckDB
-SQL. A second implementation written straight from DESIGN.md, in a different
-language and without looking at that SQL, lets tests cross-check the two on the
-demo data and on randomly generated data: a disagreement points at a bug in one
-of them or at a place where DESIGN.md is ambiguous.
+SQL. A second implementation written straight from the documented definitions
+(docs/row-rules.md, docs/tables.md), in a different language and without looking
+at that SQL, lets tests cross-check the two on the demo data and on randomly
+generated data: a disagreement points at a bug in one of them or at a place
+where the definitions are ambiguous.
 
 Scope: one files source with the canonical profile and a single file per stream,
 plus one finance GL file. Standard library only, and written for clarity rather
@@ -60,6 +61,10 @@ KPI_COLUMNS = (
     "adoption_rate",
     "operating_cost",
     "crm_cost",
+)
+# The KPIs that need customers: null (unknown) when no source provides any.
+CUSTOMER_KPIS = (
+    "customers_active_start", "customers_new", "customers_churned", "churn_rate", "retention_rate", "cac",
 )
 PERIODIC_COLUMNS = ("period_start", "period_end", "phase", "is_complete", *KPI_COLUMNS)
 BASELINE_COLUMNS = ("window_start", "window_end", "periods", *KPI_COLUMNS)
@@ -199,7 +204,7 @@ def _try(parser: Callable[[str], Any], text: str | None) -> Any:
 def _cell(raw: RawRow, name: str) -> str | None:
     """The stripped text of a CSV cell; None when the column is absent or the cell empty.
 
-    Why: DESIGN treats an empty string as null; surrounding whitespace is never
+    Why: the rules treat an empty string as null; surrounding whitespace is never
     meaningful in an export file.
     """
     value = raw.get(name)
@@ -295,7 +300,7 @@ def period_next(start: date, period: str) -> date:
 
 
 def months_per_period(period: str) -> float:
-    """DESIGN's months per period: 1, 3 or 12/52 (a week)."""
+    """Months per period: 1, 3 or 12/52 (a week)."""
     return {"month": 1.0, "quarter": 3.0, "week": 12 / 52}[period]
 
 
@@ -333,7 +338,7 @@ class Settings:
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> Settings:
-        """Build settings from the test's dict; as_of None means today (UTC) as in DESIGN."""
+        """Build settings from the test's dict; as_of None means today (UTC) as documented."""
         as_of = settings.get("as_of") or datetime.now(UTC).date()
         period = settings.get("period", "month")
         if period not in PERIODS:
@@ -406,7 +411,7 @@ def _dedup(
     rejections: _Rejections,
     version_of: Callable[[RawRow], datetime | None] | None = None,
 ) -> list[RawRow]:
-    """Keep one row per key, before validation, as DESIGN orders it.
+    """Keep one row per key, before validation, as the row rules order it.
 
     The row with the latest version timestamp (updated_at) wins; on a tie the
     later row in the file wins; without version_of the last occurrence wins. A
@@ -456,7 +461,7 @@ def _deal_version(raw: RawRow) -> datetime | None:
     """Version of a deal row for dedup.
 
     updated_at when present (ValueError when it does not parse, so the row is
-    rejected alone); otherwise DESIGN's default, the later of created_at and
+    rejected alone); otherwise the documented default, the later of created_at and
     closed_at. closed_at is only read when is_closed is true (open deals may
     carry an expected close date that means nothing), and values that do not
     parse are skipped here because validation rejects them anyway.
@@ -526,7 +531,7 @@ def _stage_fx(rows: list[RawRow], base_currency: str, rejections: _Rejections) -
 
 
 def _stage_deals(rows: list[RawRow], rates: _Rates, rejections: _Rejections) -> list[Row]:
-    """Deduplicate and validate deals into staging rows (DESIGN "Row rules")."""
+    """Deduplicate and validate deals into staging rows (docs/row-rules.md)."""
     survivors = _dedup(
         "deals",
         rows,
@@ -835,7 +840,7 @@ class _Window:
 
 
 def _window(facts: _Facts, start: date, end: date) -> _Window:
-    """Count the events of [start, end) (UTC), exactly as DESIGN's KPI definitions."""
+    """Count the events of [start, end) (UTC), exactly as the KPI definitions say."""
     lo, hi = _midnight(start), _midnight(end)
 
     def inside(ts: datetime | None) -> bool:
@@ -869,7 +874,7 @@ def _window(facts: _Facts, start: date, end: date) -> _Window:
 
 
 def _ratio(numerator: float, denominator: float) -> float | None:
-    """numerator / denominator, null when the denominator is 0 (DESIGN's null rule)."""
+    """numerator / denominator, null when the denominator is 0 (the null rule)."""
     return None if denominator == 0 else numerator / denominator
 
 
@@ -1562,7 +1567,8 @@ def compute(
 
     rates = _stage_fx(_read_csv(folder / "fx_rates.csv"), cfg.base_currency, rejections)
     deals = _stage_deals(_read_csv(folder / "deals.csv", required=True), rates, rejections)
-    customers = _stage_customers(_read_csv(folder / "customers.csv"), rejections)
+    raw_customers = _read_csv(folder / "customers.csv")
+    customers = _stage_customers(raw_customers, rejections)
     finance = _stage_finance(
         _read_csv(finance_file, required=True), rates, cfg.accounts, rejections
     )
@@ -1572,6 +1578,9 @@ def compute(
     facts = _Facts.build(cfg, deals, customers, finance, csat, usage)
     periodic = _kpi_periodic(facts, cfg)
     baseline = _kpi_baseline(periodic, cfg)
+    if not raw_customers:  # no source provides customers: their KPIs are unknown, not 0
+        for row in [baseline, *(row for row, _ in periodic)]:
+            row.update(dict.fromkeys(CUSTOMER_KPIS))
     periodic_rows = [row for row, _ in periodic]
     counterfactual = _counterfactual(facts, cfg)
     valued = {r["period_start"]: (r["revenue_won"], r["expected_revenue"])

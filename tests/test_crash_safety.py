@@ -48,7 +48,7 @@ LOAD_TIME = {"_batch_id", "_loaded_at", "batch_id", "rejected_at"}
 LOAD_TIME_BY_TABLE = {
     "raw.loaded_files": {"loaded_at"}, "raw.sync_state": {"updated_at"},
     # The last batch id may have been used up by a killed run.
-    "bookkeeping.build_state": {"raw_last_batch", "built_at", "validated_batch"},
+    "bookkeeping.build_state": {"raw_last_batch", "built_at", "validated_batch", "accepted_batch"},
 }
 FLOAT_TYPES = {"DOUBLE", "FLOAT", "REAL"}
 # An API row's _row_number is its place in the page that brought it: a resumed (or incremental)
@@ -183,23 +183,27 @@ def sigkill(proc: subprocess.Popen) -> None:
     assert proc.returncode == -signal.SIGKILL
 
 
-def step_events(home: Path) -> dict[tuple[str, str], float]:
+def open_instance(home: Path) -> dg.DagsterInstance:
+    """The run's Dagster instance, opened under crm-roi's lock: the first to open a new home creates its storage."""
+    with FileLock(home / ".crm_roi_instance.lock"):
+        return dg.DagsterInstance.from_config(str(home))
+
+
+def step_events(instance: dg.DagsterInstance) -> dict[tuple[str, str], float]:
     """{(event type, step key): unix time} of the runs recorded in a Dagster instance (read through its API)."""
     events: dict[tuple[str, str], float] = {}
     try:
-        # The same lock as crm-roi's: the first to open a new home creates its storage, once.
-        with FileLock(home / ".crm_roi_instance.lock"), dg.DagsterInstance.from_config(str(home)) as instance:
-            for run in instance.get_runs():
-                for record in instance.all_logs(run.run_id, of_type=STEP_EVENTS):
-                    events[(record.dagster_event.event_type_value, record.step_key)] = record.timestamp
+        for run in instance.get_runs():
+            for record in instance.all_logs(run.run_id, of_type=STEP_EVENTS):
+                events[(record.dagster_event.event_type_value, record.step_key)] = record.timestamp
     except sqlalchemy.exc.OperationalError:  # the run is writing its storage: look again on the next poll
         pass
     return events
 
 
-def wait_for_step(home: Path, proc: subprocess.Popen, step: str, timeout: float = 120) -> None:
+def wait_for_step(instance: dg.DagsterInstance, proc: subprocess.Popen, step: str, timeout: float = 120) -> None:
     deadline = time.monotonic() + timeout
-    while ("STEP_START", step) not in step_events(home):
+    while ("STEP_START", step) not in step_events(instance):
         assert proc.poll() is None, f"the run ended (status {proc.returncode}) before {step} started"
         assert time.monotonic() < deadline, f"{step} never started"
         time.sleep(0.01)
@@ -231,7 +235,8 @@ def reference(scaled_exports: Path, tmp_path_factory: pytest.TempPathFactory) ->
     started = time.monotonic()
     run_to_end(workdir, home)
     elapsed = time.monotonic() - started
-    events = step_events(home)
+    with open_instance(home) as instance:
+        events = step_events(instance)
     steps = {step: events[("STEP_SUCCESS", step)] - at
              for (kind, step), at in events.items() if kind == "STEP_START"}
     tables = tables_of(workdir)
@@ -251,19 +256,21 @@ class KillOutcome:
 
 def kill_mid_step(workdir: Path, home: Path, step: str, after: float = 0.0) -> None:
     """Start `crm-roi run` and SIGKILL it `after` seconds into `step`."""
-    proc = start_run(workdir, home)
-    try:
-        wait_for_step(home, proc, step)
-        time.sleep(after)
-    finally:
-        sigkill(proc)
+    with open_instance(home) as instance:  # opened once: polling must see the step start within milliseconds
+        proc = start_run(workdir, home)
+        try:
+            wait_for_step(instance, proc, step)
+            time.sleep(after)
+        finally:
+            sigkill(proc)
 
 
 def kill_and_rerun(root: Path, exports: Path, ref: Reference, step: str, phase: str) -> KillOutcome:
     workdir = workspace(root, exports, step)
     home = new_home(workdir)
     kill_mid_step(workdir, home, step, ref.step_seconds[step] / 3)
-    mid_step = ("STEP_SUCCESS", step) not in step_events(home)
+    with open_instance(home) as instance:
+        mid_step = ("STEP_SUCCESS", step) not in step_events(instance)
     published = workdir / "exports" / "crm_roi.published.duckdb"
     # A first run killed before its publish swap leaves no half-written analyst copy behind.
     state = "none" if not published.exists() else f"{len(fingerprint(published))} tables"

@@ -1,6 +1,6 @@
 """Cross-check: the SQL pipeline against the pure-Python reference model.
 
-Why: tests/reference_model.py implements DESIGN.md independently of the DuckDB
+Why: tests/reference_model.py implements the documented definitions independently of the DuckDB
 SQL in sql/. Running both on the same inputs and comparing every output table
 cell by cell catches bugs that hand-worked unit tests miss, because neither
 side can hide behind the other's assumptions.
@@ -8,7 +8,7 @@ side can hide behind the other's assumptions.
 Two kinds of input:
 - the bundled demo (data/sample) with its own configuration;
 - small random canonical datasets from a seeded generator (stdlib only), built
-  to hit the awkward corners of DESIGN's row and KPI rules: duplicates and ties,
+  to hit the awkward corners of the row and KPI rules: duplicates and ties,
   deleted and open deals, offsets that cross a UTC month boundary, null
   amounts, FX gaps, pre-go-live CRM costs, unmapped GL accounts, and a few bad
   rows of every rejection kind.

@@ -24,6 +24,7 @@ STREAMS = ("deals", "deal_stage_history", "customers", "finance_gl", "fx_rates",
 EXPECTED_KEYS = {
     *(f"raw/{s}" for s in STREAMS),
     *(f"staging/{s}" for s in STREAMS),
+    "staging/stage_map",
     "kpi/periodic", "kpi/baseline", "kpi/vs_baseline", "kpi/stage_durations", "roi/counterfactual", "roi/rolling",
     "roi/bootstrap", "roi/sensitivity", "roi/tei", "roi/summary", "publish/analyst_copy",
 }
@@ -53,10 +54,15 @@ def test_asset_graph_is_complete_and_grouped_by_layer():
         assert node.group_name == key.split("/")[0]
         assert node.description and (key.startswith("publish/") or key.replace("/", ".") in node.description)
         assert node.pools == {"duckdb"}
-    # Every staging table carries a blocking Pandera check.
-    blocking = {c.asset_key.to_user_string() for c in graph.asset_check_keys
-                if graph.get_check_spec(c).blocking}
-    assert blocking == {k for k in EXPECTED_KEYS if k.startswith("staging/")}
+    # Every staging table from raw carries blocking Pandera and rejected-share checks; KPI and ROI
+    # tables blocking rules of their own; the stage map a warning.
+    checks = {(c.asset_key.to_user_string(), c.name): graph.get_check_spec(c).blocking for c in graph.asset_check_keys}
+    for stream in STREAMS:
+        assert checks[(f"staging/{stream}", "pandera_schema")] and checks[(f"staging/{stream}", "rejected_share")]
+    assert checks[("kpi/periodic", "rates_within_0_and_1")]
+    assert checks[("roi/rolling", "cumulative_columns_are_running_sums")]
+    assert checks[("roi/summary", "summary_is_the_last_complete_period")]
+    assert checks[("staging/stage_map", "stages_accounted_for")] is False
     # A missed night shows in the UI: KPI, ROI and the analysts' copy carry a freshness policy.
     fresh = {k for k, node in specs.items() if node.freshness_policy is not None}
     assert fresh == {k for k in EXPECTED_KEYS if k.split("/")[0] in ("kpi", "roi", "publish")}
@@ -65,11 +71,12 @@ def test_asset_graph_is_complete_and_grouped_by_layer():
     def parents(key: str) -> set[str]:
         return {k.to_user_string() for k in graph.get(dg.AssetKey(key.split("/"))).parent_keys}
     assert parents("kpi/periodic") == {"staging/deals", "staging/customers", "staging/finance_gl",
-                                       "staging/csat", "staging/crm_usage"}
+                                       "staging/csat", "staging/crm_usage", "raw/customers"}
     assert parents("staging/deals") == {"raw/deals", "staging/fx_rates"}
     assert parents("roi/summary") == {"roi/rolling", "kpi/periodic", "roi/bootstrap", "roi/counterfactual", "roi/tei"}
     assert parents("roi/rolling") == {"kpi/periodic", "kpi/baseline", "roi/counterfactual", "staging/finance_gl"}
-    assert parents("publish/analyst_copy") == {k for k in EXPECTED_KEYS if k.split("/")[0] in ("kpi", "roi")}
+    assert parents("publish/analyst_copy") == {
+        "staging/stage_map", *(k for k in EXPECTED_KEYS if k.split("/")[0] in ("kpi", "roi"))}
 
 
 def test_schedule_uses_the_configured_cron(demo_config: Path):
@@ -100,7 +107,8 @@ def test_nightly_job_materializes_every_table(demo_config: Path):
                     for m in [m.materialization]}
     assert materialized == EXPECTED_KEYS
     checks = result.get_asset_check_evaluations()
-    assert {c.asset_key.to_user_string() for c in checks} == {k for k in EXPECTED_KEYS if k.startswith("staging/")}
+    assert {c.asset_key.to_user_string() for c in checks} == {
+        *(k for k in EXPECTED_KEYS if k.startswith("staging/")), "kpi/periodic", "roi/rolling", "roi/summary"}
     assert all(c.passed for c in checks if c.severity == dg.AssetCheckSeverity.ERROR)
     summary = result.asset_materializations_for_node("roi__summary")[0].metadata
     assert "roi" in summary and "| as_of" in summary["preview"].value
@@ -182,3 +190,20 @@ def test_dagster_cli_executes_the_nightly_job(demo_config: Path, tmp_path: Path)
     assert done.returncode == 0, done.stderr[-2000:]
     with duckdb.connect(str(tmp_path / "warehouse.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM roi.summary").fetchone()[0] == 1
+
+
+@pytest.mark.slow
+def test_a_broken_config_fails_the_code_location_load_with_its_one_line_error(tmp_path: Path):
+    """The graph is never built from a config that does not validate: Dagster shows the error (the UI
+    shows the same load error) instead of a code location with the API assets silently missing."""
+    broken = tmp_path / "crm_roi.yaml"
+    broken.write_text("go_live: 2025-01-01\nsources: []\n"
+                      "finance: {path: gl.csv, accounts: {'6100': crm_software}}\n")
+    env = {**os.environ, "CRM_ROI_CONFIG": str(broken)}
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "definitions", "validate", "-m", "pipelines.definitions"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 1
+    assert (f"pipelines.config.ConfigError: {broken}: sources: List should have at least 1 item"
+            in done.stdout + done.stderr)

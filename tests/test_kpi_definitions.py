@@ -1,4 +1,4 @@
-"""KPI definitions (DESIGN.md "KPI definitions"), hand-worked on a few rows.
+"""KPI definitions (docs/tables.md), hand-worked on a few rows.
 
 Each test writes a tiny canonical export through the `project` fixture (real
 SQL models, real DuckDB file) and checks kpi.periodic, kpi.baseline or
@@ -12,17 +12,12 @@ import datetime as dt
 
 import pytest
 
+from pipelines.models import KPI_COLUMNS
 from tests.conftest import deal, gl, rows
 
 CUSTOMER_COLUMNS = ["customer_id", "name", "started_at", "churned_at", "mrr"]
 CSAT_COLUMNS = ["response_id", "customer_id", "responded_at", "score"]
 USAGE_COLUMNS = ["period_start", "active_users", "licensed_seats"]
-KPI_COLUMNS = [
-    "deals_created", "deals_won", "deals_lost", "win_rate", "revenue_won", "avg_deal_size",
-    "sales_cycle_days_median", "sales_cycle_days_mean", "customers_active_start",
-    "customers_new", "customers_churned", "churn_rate", "retention_rate",
-    "sales_marketing_spend", "cac", "csat_avg", "adoption_rate", "operating_cost", "crm_cost",
-]
 
 
 def period(con, start: str) -> dict:
@@ -574,11 +569,11 @@ def test_vs_baseline_delta_pct_is_null_when_baseline_is_zero_or_null(project):
 
 
 def test_vs_baseline_has_every_kpi_of_every_period(project):
-    # Oct 2024 .. Mar 2025 = 6 periods x 19 KPIs.
+    # Oct 2024 .. Mar 2025 = 6 periods x every KPI of the registry.
     con = project(baseline_months=3)
     kpis = {r["kpi"] for r in rows(con, "SELECT DISTINCT kpi FROM kpi.vs_baseline")}
     assert kpis == set(KPI_COLUMNS)
-    assert con.execute("SELECT count(*) FROM kpi.vs_baseline").fetchone()[0] == 6 * 19
+    assert con.execute("SELECT count(*) FROM kpi.vs_baseline").fetchone()[0] == 6 * len(KPI_COLUMNS)
 
 
 def test_time_in_stage_per_period_of_exit(project):
@@ -608,3 +603,17 @@ def test_time_in_stage_per_period_of_exit(project):
     assert got[0]["days_in_stage_median"] == pytest.approx(2.25)
     assert got[0]["days_in_stage_mean"] == pytest.approx(2.25)
     assert got[1]["days_in_stage_median"] == pytest.approx(20.0)
+
+
+def test_customer_kpis_are_null_not_zero_when_no_source_provides_customers(project):
+    # Deals and spend, but no customers file: how many customers churned is unknown, not 0.
+    con = project(deals=[deal("D1", "2025-01-05", "2025-01-20", won=True)],
+                  finance=[gl("G1", "2025-01-10", "6200", "900")])
+    jan = period(con, "2025-01-01")
+    customer_kpis = ("customers_active_start", "customers_new", "customers_churned", "churn_rate",
+                     "retention_rate", "cac")
+    assert {k: jan[k] for k in customer_kpis} == dict.fromkeys(customer_kpis)
+    assert (jan["deals_won"], jan["sales_marketing_spend"]) == (1, 900.0)
+    assert {k: baseline(con)[k] for k in customer_kpis} == dict.fromkeys(customer_kpis)
+    (roi,) = rows(con, "SELECT benefit_retention FROM roi.rolling WHERE period_start = '2025-01-01'")
+    assert roi["benefit_retention"] == 0

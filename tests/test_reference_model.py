@@ -2,7 +2,7 @@
 
 Why: the reference model (tests/reference_model.py) is the yardstick the SQL
 pipeline is cross-checked against, so it must first be checked against numbers
-worked out by hand from DESIGN.md. Each test writes a few CSV rows to tmp_path
+worked out by hand from the documented definitions. Each test writes a few CSV rows to tmp_path
 and the expected numbers are derived in the comments.
 """
 
@@ -126,7 +126,7 @@ def rejected_keys(result: dict[str, list[dict[str, Any]]], table: str = "deals")
 
 
 # --------------------------------------------------------------------------
-# ROI: DESIGN's worked example
+# ROI: the method's worked example
 # --------------------------------------------------------------------------
 
 

@@ -6,7 +6,9 @@ import dataclasses
 
 import pytest
 
+from pipelines import models
 from pipelines.models import KPIS, REGISTRY, Kpi, RegistryError, check_registry
+from pipelines.sql_files import parse_model, sql_text
 from tests.conftest import deal, gl, rows
 
 
@@ -67,3 +69,12 @@ def test_the_generated_reference_is_up_to_date(tmp_path):
         committed = DOCS / generated.name
         assert committed.read_text(encoding="utf-8") == generated.read_text(encoding="utf-8"), (
             f"docs/{generated.name} is stale: run `make docs`")
+
+
+def test_a_keyed_model_that_does_not_read_raw_through_the_scope_macros_is_an_error_at_load(monkeypatch):
+    unscoped = sql_text("staging/deals").replace("WHERE in_scope(deal_id, _batch_id)", "").replace(
+        "WHERE NOT scoped_build()", "")
+    monkeypatch.setattr(models, "model_shape", lambda name: parse_model(
+        name, unscoped if name == "staging/deals" else sql_text(name)))
+    with pytest.raises(RegistryError, match=r"deals\.sql must read raw through in_scope\(\) and scoped_build\(\)"):
+        check_registry(REGISTRY)

@@ -1,4 +1,4 @@
-"""ROI definitions (DESIGN.md "ROI definitions"), hand-worked through the SQL models.
+"""ROI definitions (docs/tables.md), hand-worked through the SQL models.
 
 Each test writes a tiny export through the `project` fixture and checks
 roi.rolling / roi.summary against the working in its comments. Revenue comes

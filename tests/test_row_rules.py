@@ -1,4 +1,4 @@
-"""Staging row rules (DESIGN.md "Row rules"), each on a tiny canonical export.
+"""Staging row rules (docs/row-rules.md), each on a tiny canonical export.
 
 Every test writes a few rows, runs the real SQL models through the `project`
 fixture and asserts what lands in staging.*, quarantine.rejected_rows and

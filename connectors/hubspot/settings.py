@@ -1,6 +1,6 @@
 """HubSpot CRM v3: endpoints, property names, page sizes and budgets.
 
-Numbers here are HubSpot's documented limits (see /work/shared/CRM_APIS.md §1),
+Numbers here are HubSpot's documented limits (developers.hubspot.com, API usage guidelines),
 kept in one place so the connector and its tests agree on them.
 """
 

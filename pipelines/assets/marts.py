@@ -8,6 +8,7 @@ import dagster as dg
 import duckdb
 
 from pipelines.assets import POOL, table_key
+from pipelines.checks import keep_previous_version, run_sql_checks, sql_check_specs
 from pipelines.metadata import markdown_preview, table_metadata
 from pipelines.models import REGISTRY, Table
 from pipelines.publish import publish
@@ -29,15 +30,18 @@ def _mart_asset(spec: Table) -> dg.AssetsDefinition:
         group_name=spec.schema,
         kinds={"duckdb"},
         pool=POOL,
+        check_specs=sql_check_specs(spec),
         description=f"`{spec.name}`: {spec.description} Model: sql/{spec.model}.sql.",
     )
     def mart(crm_roi: dg.ResourceParam[CrmRoi]) -> dg.MaterializeResult:
         with crm_roi.warehouse() as con:
+            keep_previous_version(con, spec)
             rows = build_mart(con, spec.name)
             metadata = {**table_metadata(con, spec.name, rows), "preview": markdown_preview(con, spec.preview)}
             if spec.name == "roi.summary":
                 metadata |= _headline(con)
-        return dg.MaterializeResult(metadata=metadata)
+            checks = run_sql_checks(con, spec)
+        return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
     return mart
 

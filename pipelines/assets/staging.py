@@ -37,7 +37,7 @@ def _staging_asset(spec: Table, api_deps: list[dg.AssetKey]) -> dg.AssetsDefinit
             result = build_staging(con, table)
             if result.rejected:
                 context.log.warning(f"{spec.name}: {result.rejected} row(s) quarantined")
-            checks = run_checks(con, spec)
+            checks = run_checks(con, spec, crm_roi.settings.rejected_share_limits())
             log_event(context, "staged", table=table, rows_out=result.rows, quarantined=result.rejected,
                       duration_s=round(time.monotonic() - started, 3))
             metadata = table_metadata(con, spec.name, result.rows)

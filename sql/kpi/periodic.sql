@@ -45,6 +45,7 @@ churns AS (
 customer_flows AS (
     -- Churn is never before start (such rows are rejected), so the customers
     -- active at a period's start are those started before it less those churned before it.
+    -- With no customer rows landed from any source, the customer KPIs are null (unknown), not 0.
     SELECT
         p.period_start,
         (SELECT coalesce(sum(n), 0) FROM starts AS s WHERE s.period_start < p.period_start)
@@ -56,6 +57,7 @@ customer_flows AS (
           WHERE period_of(c.churned_at) = p.period_start AND c.started_at < p.period_start)
             AS customers_churned
     FROM periods AS p
+    WHERE EXISTS (SELECT 1 FROM raw.customers)
 ),
 finance AS (
     SELECT

@@ -1,5 +1,11 @@
 -- staging.csat: one row per (source, response_id); the last occurrence wins.
-WITH parsed AS NOT MATERIALIZED (
+WITH scoped AS MATERIALIZED (
+    SELECT *, rowid AS _raw_rowid FROM raw.csat WHERE in_scope(response_id, _batch_id)
+),
+input AS NOT MATERIALIZED (
+    SELECT *, rowid AS _raw_rowid FROM raw.csat WHERE NOT scoped_build() UNION ALL SELECT * FROM scoped
+),
+parsed AS NOT MATERIALIZED (
     SELECT
         r._source AS source,
         nullif(trim(r.response_id), '') AS response_id,
@@ -7,9 +13,8 @@ WITH parsed AS NOT MATERIALIZED (
         parse_ts(r.responded_at) AS responded_at,
         parse_number(r.score) AS score,
         r.responded_at AS raw_responded_at, r.score AS raw_score,
-        r.rowid AS _raw_rowid, r._row_number, r._batch_id
-    FROM raw.csat AS r
-    WHERE in_scope(r.response_id, r._batch_id)
+        r._raw_rowid, r._row_number, r._batch_id
+    FROM input AS r
 )
 SELECT
     source, response_id, customer_id, responded_at, score, _batch_id AS batch_id,

@@ -1,6 +1,12 @@
 -- staging.customers: one row per (source, customer_id); the last occurrence wins
 -- (exports carry no updated_at for customers).
-WITH parsed AS NOT MATERIALIZED (
+WITH scoped AS MATERIALIZED (
+    SELECT *, rowid AS _raw_rowid FROM raw.customers WHERE in_scope(customer_id, _batch_id)
+),
+input AS NOT MATERIALIZED (
+    SELECT *, rowid AS _raw_rowid FROM raw.customers WHERE NOT scoped_build() UNION ALL SELECT * FROM scoped
+),
+parsed AS NOT MATERIALIZED (
     SELECT
         r._source AS source,
         nullif(trim(r.customer_id), '') AS customer_id,
@@ -12,9 +18,8 @@ WITH parsed AS NOT MATERIALIZED (
         coalesce(parse_bool(r.is_deleted), false) AS is_deleted,
         r.is_deleted AS raw_is_deleted,
         r.started_at AS raw_started_at, r.churned_at AS raw_churned_at, r.mrr AS raw_mrr,
-        r.rowid AS _raw_rowid, r._row_number, r._batch_id
-    FROM raw.customers AS r
-    WHERE in_scope(r.customer_id, r._batch_id)
+        r._raw_rowid, r._row_number, r._batch_id
+    FROM input AS r
 )
 SELECT
     source, customer_id, name, started_at, churned_at, mrr, is_deleted, _batch_id AS batch_id,

@@ -5,7 +5,13 @@
 -- never comes back. A row with an unparseable updated_at cannot be ordered and
 -- is judged on its own, as is one with an implausible updated_at (outside
 -- 1900..2100, see implausible_ts in macros.sql: a "9999-12-31" must not win).
-WITH parsed AS NOT MATERIALIZED (
+WITH scoped AS MATERIALIZED (
+    SELECT *, rowid AS _raw_rowid FROM raw.deals WHERE in_scope(deal_id, _batch_id)
+),
+input AS NOT MATERIALIZED (
+    SELECT *, rowid AS _raw_rowid FROM raw.deals WHERE NOT scoped_build() UNION ALL SELECT * FROM scoped
+),
+parsed AS NOT MATERIALIZED (
     SELECT
         r._source AS source,
         nullif(trim(r.deal_id), '') AS deal_id,
@@ -22,9 +28,8 @@ WITH parsed AS NOT MATERIALIZED (
         r.deal_id AS raw_deal_id, r.created_at AS raw_created_at, r.closed_at AS raw_closed_at,
         r.updated_at AS raw_updated_at, r.amount AS raw_amount, r.is_closed AS raw_is_closed,
         r.is_won AS raw_is_won, r.is_deleted AS raw_is_deleted,
-        r.rowid AS _raw_rowid, r._row_number, r._batch_id
-    FROM raw.deals AS r
-    WHERE in_scope(r.deal_id, r._batch_id)
+        r._raw_rowid, r._row_number, r._batch_id
+    FROM input AS r
 ),
 -- A deal's versions are ordered by updated_at (given, else the latest of its created and
 -- closed times). A row whose updated_at did not parse, or is implausible, cannot be

@@ -1,7 +1,13 @@
 -- staging.finance_gl: one row per entry_id (last occurrence wins), in the base
 -- currency at the most recent rate on or before posted_on, with the cost
 -- category from the configured account map (null: the line counts nowhere).
-WITH parsed AS NOT MATERIALIZED (
+WITH scoped AS MATERIALIZED (
+    SELECT *, rowid AS _raw_rowid FROM raw.finance_gl WHERE in_scope(entry_id, _batch_id)
+),
+input AS NOT MATERIALIZED (
+    SELECT *, rowid AS _raw_rowid FROM raw.finance_gl WHERE NOT scoped_build() UNION ALL SELECT * FROM scoped
+),
+parsed AS NOT MATERIALIZED (
     SELECT
         r._source AS source,
         nullif(trim(r.entry_id), '') AS entry_id,
@@ -11,9 +17,8 @@ WITH parsed AS NOT MATERIALIZED (
         parse_number(r.amount) AS amount,
         upper(trim(r.currency)) AS currency,
         r.posted_on AS raw_posted_on, r.amount AS raw_amount,
-        r.rowid AS _raw_rowid, r._row_number, r._batch_id
-    FROM raw.finance_gl AS r
-    WHERE in_scope(r.entry_id, r._batch_id)
+        r._raw_rowid, r._row_number, r._batch_id
+    FROM input AS r
 ),
 priced AS (
     SELECT
