@@ -16,13 +16,14 @@ import duckdb
 from connectors.files.reader import ExportFileError
 from pipelines.config import ConfigError, load_settings
 from pipelines.demo import DemoUnavailable, run_demo, run_live_demo
-from pipelines.query import NoTables, as_table, run_query, write_csv
+from pipelines.query import NoTables, NotAQuery, as_table, default_database, run_query, write_csv
 from pipelines.runner import ChecksFailed, InstanceError, RunOutcome, run_nightly
 from pipelines.summary import summary_lines
 from pipelines.warehouse import WarehouseLocked
 
 # Errors a user can fix, printed as their one-line message.
-USER_ERRORS = (ConfigError, ExportFileError, WarehouseLocked, ChecksFailed, InstanceError, DemoUnavailable, NoTables)
+USER_ERRORS = (ConfigError, ExportFileError, WarehouseLocked, ChecksFailed, InstanceError, DemoUnavailable, NoTables,
+               NotAQuery)
 
 
 def _report(outcome: RunOutcome) -> None:
@@ -74,7 +75,8 @@ def demo(db_path: str, live: bool) -> None:
 @cli.command()
 @click.argument("sql")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="Config file naming the DuckDB file (default: $CRM_ROI_CONFIG, else ./crm_roi.yaml).")
+              help="Config file naming the DuckDB file (default: $CRM_ROI_CONFIG, else ./crm_roi.yaml; "
+                   "without one, the demo's copy).")
 @click.option("--db", "db_path", type=click.Path(dir_okay=False), help="DuckDB file to query directly.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv"]), default="table", show_default=True)
 def query(sql: str, config_file: str | None, db_path: str | None, fmt: str) -> None:
@@ -82,7 +84,7 @@ def query(sql: str, config_file: str | None, db_path: str | None, fmt: str) -> N
 
     Example: crm-roi query "SELECT period_start, roi_pct FROM roi.rolling"
     """
-    path = Path(db_path) if db_path else load_settings(config_file).published_path
+    path = Path(db_path) if db_path else default_database(config_file)
     columns, rows = run_query(path, sql)
     if fmt == "csv":
         write_csv(sys.stdout, columns, rows)

@@ -53,6 +53,7 @@ def publish(con: duckdb.DuckDBPyConnection, working: Path, target: Path) -> dict
             "SELECT table_schema, table_name FROM information_schema.tables "
             "WHERE table_catalog = current_database() AND table_type = 'BASE TABLE' ORDER BY 1, 2"
         ).fetchall()
+        _comment(copy, [(schema, table) for schema, table in tables])
         counts = {
             f"{schema}.{table}": copy.execute(f'SELECT count(*) FROM "{schema}"."{table}"').fetchone()[0]  # noqa: S608
             for schema, table in tables
@@ -60,3 +61,19 @@ def publish(con: duckdb.DuckDBPyConnection, working: Path, target: Path) -> dict
         copy.execute("CHECKPOINT")
     os.replace(staging_file, target)
     return counts
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _comment(copy: duckdb.DuckDBPyConnection, tables: list[tuple[str, str]]) -> None:
+    """The registry's descriptions as COMMENTs, so SQL clients show what each table and column means.
+
+    COMMENT takes no parameters; the texts are the registry's own, quoted as literals.
+    """
+    for schema, name in tables:
+        table = REGISTRY.table(f"{schema}.{name}")
+        copy.execute(f'COMMENT ON TABLE "{schema}"."{name}" IS {_literal(table.description)}')
+        for column, meaning in table.columns.items():
+            copy.execute(f'COMMENT ON COLUMN "{schema}"."{name}"."{column}" IS {_literal(meaning)}')

@@ -39,6 +39,10 @@ RAW_META_COLUMNS = (
 )
 RAW_CATALOG = "raw"
 WORKING_SCHEMAS = ("staging", "quarantine", "kpi", "roi", "bookkeeping")
+# The working file (so the analysts' copy) is written in a storage format DuckDB 1.4, the last
+# 1.x line and the one many SQL clients still bundle, can open; older formats made runs slower
+# (bench/PROFILING.md).
+OLDEST_READER = "v1.4.0"
 # Stage names that read like a closed deal, in the languages CRMs are set up in (lower case).
 CLOSED_STAGE_PATTERN = (
     r"closed|(^|[^a-z])(won|lost|win|loss)([^a-z]|$)|gagn|perdu|ganad|perdid|gewonnen|verloren"
@@ -74,6 +78,8 @@ def _open(path: Path, read_only: bool, memory_limit: str | None = None) -> duckd
     # DuckDB's own default is 80% of RAM; a bounded buffer spills to disk instead, so a nightly
     # run on a shared box stays inside its budget.
     config = {"memory_limit": memory_limit} if memory_limit else {}
+    if not read_only:  # applies to a file this creates: the analysts' copy is a byte copy of it
+        config["storage_compatibility_version"] = OLDEST_READER
     return duckdb.connect(str(path), read_only=read_only, config=config)
 
 

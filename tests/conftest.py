@@ -8,6 +8,7 @@ test is fast and its hand-worked numbers are the only thing it asserts.
 from __future__ import annotations
 
 import csv
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -44,6 +45,19 @@ ACCOUNTS = {
 def crm_roi(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
     """`crm-roi <args>` in a real process, its output captured."""
     return subprocess.run([CRM_ROI, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def uv() -> str:
+    found = Path(__file__).resolve().parent.parent / ".tools" / "bin" / "uv"
+    path = str(found) if found.exists() else shutil.which("uv")
+    assert path, "uv is needed to build the wheel: `make setup` installs it into .tools/"
+    return path
+
+
+def run_ok(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    done = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{' '.join(args)}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
+    return done
 
 
 def write_csv(path: Path, columns: list[str], rows: list[dict | list]) -> Path:

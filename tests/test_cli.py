@@ -182,3 +182,33 @@ def test_live_demo_syncs_from_a_fake_hubspot_to_the_same_numbers(demo_db, tmp_pa
     with duckdb.connect(str(tmp_path / "live.published.duckdb"), read_only=True) as con:
         from_api = con.execute(query).fetchone()
     assert from_api == pytest.approx(from_files, rel=1e-9)
+
+
+def test_query_without_flags_reads_the_demo_copy_after_the_demo(tmp_path: Path):
+    assert crm_roi("demo", cwd=tmp_path).returncode == 0
+    done = crm_roi("query", "--format", "csv", "SELECT count(*) AS n FROM roi.summary", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["n", "1"]
+
+
+@pytest.mark.parametrize("statement", [
+    "COPY (SELECT * FROM roi.summary) TO 'leak.csv'",
+    "EXPORT DATABASE 'leak'",
+    "ATTACH 'leak.duckdb' AS other",
+    "INSTALL httpfs",
+    "CREATE TABLE leak AS SELECT 1",
+])
+def test_query_refuses_statements_that_write(demo_db, statement: str):
+    path, _ = demo_db
+    before = sorted(p.name for p in path.parent.iterdir())
+    done = crm_roi("query", "--db", str(path), statement, cwd=path.parent)
+    assert done.returncode == 1
+    assert done.stderr.startswith("error: crm-roi query only reads") and len(done.stderr.splitlines()) == 1
+    assert sorted(p.name for p in path.parent.iterdir()) == before
+
+
+def test_query_cannot_read_files_outside_the_tables(demo_db):
+    path, _ = demo_db
+    done = crm_roi("query", "--db", str(path), "SELECT * FROM read_csv('/etc/hostname')", cwd=path.parent)
+    assert done.returncode == 1
+    assert "file system operations are disabled" in done.stderr and len(done.stderr.splitlines()) == 1

@@ -10,10 +10,13 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import pytest
 import yaml
 
 from pipelines.config import load_settings
 from pipelines.definitions import build_defs
+from pipelines.models import REGISTRY
+from tests.conftest import crm_roi, run_ok, uv
 
 REPO = Path(__file__).resolve().parent.parent
 ANALYST = textwrap.dedent(
@@ -78,3 +81,35 @@ def test_an_open_analyst_connection_neither_blocks_the_run_nor_sees_a_mix(tmp_pa
         ).fetchone()
     assert deals == int(before[1]) + 1
     assert benefit != float(before[2])
+
+
+def test_the_analysts_copy_carries_the_registry_as_comments(tmp_path: Path):
+    assert crm_roi("demo", "--db", "demo.duckdb", cwd=tmp_path).returncode == 0
+    with duckdb.connect(str(tmp_path / "demo.published.duckdb"), read_only=True) as con:
+        tables = dict(con.execute("SELECT schema_name || '.' || table_name, comment FROM duckdb_tables()").fetchall())
+        columns = dict(con.execute("SELECT schema_name || '.' || table_name || '.' || column_name, comment "
+                                   "FROM duckdb_columns() WHERE schema_name = 'roi'").fetchall())
+    assert tables["roi.summary"] == REGISTRY.table("roi.summary").description
+    assert tables["kpi.periodic"] == REGISTRY.table("kpi.periodic").description
+    assert columns["roi.summary.payback_period_months"] == (
+        "Months from go-live to the first period with payback; null if none.")
+    assert all(columns.values())
+
+
+@pytest.mark.slow
+def test_the_analysts_copy_opens_in_duckdb_1_4(tmp_path: Path):
+    """SQL clients that bundle DuckDB 1.4 (the last 1.x line) open the copy: checked with that wheel."""
+    assert crm_roi("demo", "--db", "demo.duckdb", cwd=tmp_path).returncode == 0
+    venv = tmp_path / "duckdb14"
+    run_ok(uv(), "venv", "--quiet", "--python", sys.executable, str(venv), cwd=tmp_path)
+    run_ok(uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "duckdb==1.4.*", cwd=tmp_path)
+    query = "SELECT roi, npv, payback_period_months FROM roi.summary"
+    old = subprocess.run([str(venv / "bin" / "python"), "-c",
+                          "import duckdb, sys; print(duckdb.__version__); "
+                          f"print(duckdb.connect(sys.argv[1], read_only=True).execute({query!r}).fetchone())",
+                          str(tmp_path / "demo.published.duckdb")], capture_output=True, text=True, timeout=120)
+    assert old.returncode == 0, old.stderr[-2000:]
+    version, values = old.stdout.splitlines()
+    assert version.startswith("1.4.")
+    with duckdb.connect(str(tmp_path / "demo.published.duckdb"), read_only=True) as con:
+        assert values == str(con.execute(query).fetchone())

@@ -6,7 +6,6 @@ only in the `demo` extra, and `demo --live` says so when it is missing.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,39 +13,28 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from tests.conftest import run_ok, uv
+
 REPO = Path(__file__).resolve().parent.parent
-
-
-def uv() -> str:
-    found = REPO / ".tools" / "bin" / "uv"
-    path = str(found) if found.exists() else shutil.which("uv")
-    assert path, "uv is needed to build the wheel: `make setup` installs it into .tools/"
-    return path
-
-
-def run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    done = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, f"{' '.join(args)}\n{done.stdout[-2000:]}\n{done.stderr[-3000:]}"
-    return done
 
 
 @pytest.mark.slow
 def test_the_wheel_installed_in_a_fresh_venv_runs_the_demo(tmp_path: Path):
     dist = tmp_path / "dist"
-    run(uv(), "build", "--wheel", "--out-dir", str(dist), str(REPO), cwd=tmp_path)
+    run_ok(uv(), "build", "--wheel", "--out-dir", str(dist), str(REPO), cwd=tmp_path)
     (wheel,) = dist.glob("crm_roi-*.whl")
     # The same versions as the lock, without the dev and demo extras.
     constraints = tmp_path / "constraints.txt"
-    run(uv(), "export", "--frozen", "--no-hashes", "--no-emit-project", "--format", "requirements.txt",
+    run_ok(uv(), "export", "--frozen", "--no-hashes", "--no-emit-project", "--format", "requirements.txt",
         "-o", str(constraints), "--quiet", cwd=REPO)
     venv = tmp_path / "venv"
-    run(uv(), "venv", "--quiet", "--python", sys.executable, str(venv), cwd=tmp_path)
-    run(uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "-c", str(constraints),
+    run_ok(uv(), "venv", "--quiet", "--python", sys.executable, str(venv), cwd=tmp_path)
+    run_ok(uv(), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"), "-c", str(constraints),
         str(wheel), cwd=tmp_path)
 
     elsewhere = tmp_path / "somewhere_else"
     elsewhere.mkdir()
-    done = run(str(venv / "bin" / "crm-roi"), "demo", "--db", "demo.duckdb", cwd=elsewhere)
+    done = run_ok(str(venv / "bin" / "crm-roi"), "demo", "--db", "demo.duckdb", cwd=elsewhere)
     assert "ROI" in done.stdout and "Traceback" not in done.stderr
     with duckdb.connect(str(elsewhere / "demo.published.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM roi.summary WHERE roi IS NOT NULL").fetchone()[0] == 1
@@ -58,6 +46,6 @@ def test_the_wheel_installed_in_a_fresh_venv_runs_the_demo(tmp_path: Path):
     assert live.stderr.strip() == ("error: crm-roi demo --live serves a fake HubSpot, which needs the demo "
                                    "extra: pip install 'crm-roi[demo]'")
     # Nothing of the repository was needed: the package's own SQL and demo data were read.
-    installed = run(str(venv / "bin" / "python"), "-c",
+    installed = run_ok(str(venv / "bin" / "python"), "-c",
                     "from pipelines.sql_files import bundled; print(bundled('sql', 'sql'))", cwd=elsewhere)
     assert str(venv) in installed.stdout
