@@ -287,6 +287,12 @@ _RUNNING_SUMS = SqlCheck(
     "OR abs(cumulative_cost - running_cost) > 1e-6 * greatest(1, abs(running_cost))",
     blocking=True,
 )
+_EXPECTED_REVENUE_KNOWN = SqlCheck(
+    "expected_revenue_after_go_live",
+    "Every period after go-live has an expected revenue; one without (no whole baseline period, or a method "
+    "that cannot tell) counts its incremental revenue as 0.",
+    "SELECT period_start FROM roi.rolling WHERE period_start >= getvariable('go_live') AND expected_revenue IS NULL",
+)
 _SUMMARY_IS_LAST_PERIOD = SqlCheck(
     "summary_is_the_last_complete_period",
     "roi.summary's cumulative benefit and cost, ROI and NPV are those of the last complete roi.rolling row.",
@@ -400,7 +406,7 @@ MARTS = (
                                 "before go-live, the actual revenue (null before the baseline start).",
         },
         model="roi/rolling",
-        sql_checks=(_RUNNING_SUMS,),
+        sql_checks=(_RUNNING_SUMS, _EXPECTED_REVENUE_KNOWN),
         preview="SELECT period_start, benefit_total, cost_total, cumulative_benefit, cumulative_cost, roi, "
                 "payback_reached FROM roi.rolling ORDER BY period_start DESC",
     ),

@@ -11,8 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 
+import dagster as dg
 import pytest
 
+from pipelines.checks import run_sql_checks
+from pipelines.config import load_settings
+from pipelines.models import REGISTRY
+from pipelines.warehouse import connect
 from tests.conftest import deal, gl, rows
 
 JAN, FEB = dt.date(2025, 1, 1), dt.date(2025, 2, 1)
@@ -63,6 +68,20 @@ def test_flat_expects_the_baseline_mean_and_pre_go_live_rows_expect_their_actual
     assert r[JAN]["incremental_revenue"] == pytest.approx(500)
     assert summary(con)["counterfactual_method"] == "flat"
     assert summary(con)["incremental_revenue"] == pytest.approx(500)
+
+
+def test_a_period_without_expected_revenue_is_a_warning(project, tmp_path):
+    # go-live mid-January with one baseline month: no whole period lies in the baseline window, so
+    # nothing can be expected and January-February count no incremental revenue; the run warns.
+    project(deals=[won("J", "2025-02", 1000)], baseline_months=1, go_live="2025-01-15", as_of="2025-02-28").close()
+    settings = load_settings(tmp_path / "crm_roi.yaml")
+    with connect(settings.duckdb_path, settings) as con:
+        rolling_rows = {r["period_start"]: r for r in rows(con, "SELECT * FROM roi.rolling")}
+        (check,) = [c for c in run_sql_checks(con, REGISTRY.table("roi.rolling"))
+                    if c.check_name == "expected_revenue_after_go_live"]
+    assert rolling_rows[FEB]["expected_revenue"] is None and rolling_rows[FEB]["incremental_revenue"] == 0
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.WARN
+    assert check.metadata["failing_rows"].value == 1  # February; January holds go-live, so it is before it
 
 
 def test_seasonal_takes_the_same_month_of_the_last_baseline_year_grown_by_the_year_on_year_growth(project):
