@@ -44,7 +44,7 @@ CANONICAL_STREAMS: dict[str, CanonicalStream] = {
                 "deal_id": TEXT, "deal_name": TEXT, "account_id": TEXT, "owner_id": TEXT,
                 "pipeline": TEXT, "stage": TEXT, "is_closed": BOOL, "is_won": BOOL,
                 "amount": NUMBER, "currency": TEXT, "created_at": TIMESTAMP,
-                "closed_at": TIMESTAMP, "updated_at": TIMESTAMP, "is_deleted": BOOL,
+                "closed_at": TIMESTAMP, "updated_at": TIMESTAMP, "is_deleted": BOOL, "segment": TEXT,
             },
             required=("deal_id", "created_at", "closed_at", "amount", "is_closed", "is_won"),
             key="deal_id",

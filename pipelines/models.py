@@ -178,6 +178,7 @@ STAGING = (
         "closed_at": "When the deal was closed (UTC); null while open.",
         "updated_at": "The version time that decided which copy of the deal won.",
         **_BATCH,
+        "segment": "The deal's segment (region, team, business unit), as exported; null when the export has none.",
     }, model="staging/deals", checks=(Check("schema", schemas.Deals),
                                       Check("amount_present", schemas.DealAmounts, blocking=False))),
     Table("staging.deal_stage_history", "When each deal entered each stage.", {
@@ -286,6 +287,12 @@ _RUNNING_SUMS = SqlCheck(
     "OR abs(cumulative_cost - running_cost) > 1e-6 * greatest(1, abs(running_cost))",
     blocking=True,
 )
+_EXPECTED_REVENUE_KNOWN = SqlCheck(
+    "expected_revenue_after_go_live",
+    "Every period after go-live has an expected revenue; one without (no whole baseline period, or a method "
+    "that cannot tell) counts its incremental revenue as 0.",
+    "SELECT period_start FROM roi.rolling WHERE period_start >= getvariable('go_live') AND expected_revenue IS NULL",
+)
 _SUMMARY_IS_LAST_PERIOD = SqlCheck(
     "summary_is_the_last_complete_period",
     "roi.summary's cumulative benefit and cost, ROI and NPV are those of the last complete roi.rolling row.",
@@ -353,12 +360,34 @@ MARTS = (
                 "ORDER BY period_start DESC, stage",
     ),
     Table(
+        "roi.counterfactual",
+        "Expected revenue without the CRM, per complete period, under every counterfactual method the data "
+        "supports (flat, seasonal, trend, control; see docs/roi-methods.md): the configured method's rows "
+        "value roi.rolling, the others roi.sensitivity.",
+        {
+            "method": "The counterfactual method: flat, seasonal, trend or control.",
+            "period_start": "A complete period of kpi.periodic.",
+            "in_baseline": "The period lies inside the baseline window: the method is fitted on these rows.",
+            "revenue_won": "The revenue the method values: every won deal's, or the treated group's under control.",
+            "control_revenue_won": "Won revenue of the control group (method control; null otherwise).",
+            "active_owners": "Owners with a deal created or closed in the period (of the treated group under "
+                             "control); the scale of E with normalise_by active_owners.",
+            "control_active_owners": "The same for the control group (method control; null otherwise).",
+            "expected_revenue": "E: revenue without the CRM under the method (on baseline rows, the method's fit); "
+                                "null when the method cannot tell.",
+        },
+        model="roi/counterfactual",
+        preview="SELECT method, period_start, revenue_won, expected_revenue FROM roi.counterfactual "
+                "WHERE NOT in_baseline ORDER BY period_start DESC, method",
+    ),
+    Table(
         "roi.rolling",
         "One row per complete period from the earlier of go-live and the first CRM cost: benefits, costs, "
         "cumulative ROI, trailing-12-month ROI, NPV and payback.",
         {
             "period_start": "A complete period, from the earlier of go-live and the first CRM cost.",
-            "incremental_revenue": "revenue_won - baseline revenue_won (0 before go-live).",
+            "incremental_revenue": "revenue_won - expected_revenue (0 before go-live); with method flat, "
+                                   "revenue_won - baseline revenue_won.",
             "benefit_revenue": "incremental_revenue x gross_margin x attribution_share.",
             "benefit_retention": "Customers saved so far x arpa_monthly x months per period x margin x share.",
             "benefit_cost_savings": "(baseline operating_cost - operating_cost) x attribution_share.",
@@ -373,11 +402,63 @@ MARTS = (
             "roi_trailing_12m": "Net ROI over the rows of the last 12 months up to this period.",
             "npv_cumulative": "Sum of net_benefit discounted at discount_rate per year from the first row.",
             "payback_reached": "cumulative_benefit >= cumulative_cost.",
+            "expected_revenue": "E, revenue without the CRM under counterfactual.method (roi.counterfactual); "
+                                "before go-live, the actual revenue (null before the baseline start).",
         },
         model="roi/rolling",
-        sql_checks=(_RUNNING_SUMS,),
+        sql_checks=(_RUNNING_SUMS, _EXPECTED_REVENUE_KNOWN),
         preview="SELECT period_start, benefit_total, cost_total, cumulative_benefit, cumulative_cost, roi, "
                 "payback_reached FROM roi.rolling ORDER BY period_start DESC",
+    ),
+    Table(
+        "roi.bootstrap",
+        "One row per draw of the Poisson bootstrap behind roi.summary's percentiles: every won deal weighted "
+        "Poisson(1), revenue, the counterfactual's fit and ROI computed again (retention, cost savings and "
+        "costs held); empty with uncertainty.draws 0.",
+        {
+            "draw": "Draw number, 1..uncertainty.draws.",
+            "incremental_revenue": "Cumulative incremental revenue after go-live in the draw; null when the "
+                                   "method cannot be fitted in it.",
+            "roi": "Net ROI at as_of in the draw.",
+        },
+        model="roi/bootstrap",
+        preview="SELECT * FROM roi.bootstrap ORDER BY draw LIMIT 20",
+    ),
+    Table(
+        "roi.sensitivity",
+        "The ROI at as_of when one assumption moves and the others stay as configured (a tornado chart): "
+        "gross_margin and attribution_share x0.8 and x1.2, risk_adjustment -0.1 and +0.1, and every "
+        "counterfactual method the data supports.",
+        {
+            "assumption": "gross_margin, attribution_share, risk_adjustment or counterfactual.",
+            "setting": "The move (x0.8, x1.2, -0.1, +0.1) or the counterfactual method.",
+            "value": "The assumption's value under the move (capped to [0, 1]); null for a method.",
+            "roi": "Net ROI at as_of under the move.",
+            "roi_pct": "100 x roi.",
+            "delta_roi": "roi - the configured ROI.",
+        },
+        model="roi/sensitivity",
+        preview="SELECT * FROM roi.sensitivity ORDER BY abs(delta_roi) DESC",
+    ),
+    Table(
+        "roi.tei",
+        "The Forrester Total Economic Impact view: per year 0..tei.horizon_years, risk-adjusted benefits and "
+        "costs, their present values and the cumulative NPV; years not fully observed projected from the "
+        "trailing 12 months' run-rate.",
+        {
+            "year": "0: before go-live; y: [go_live + y-1 years, go_live + y years).",
+            "year_start": "First day of the year (year 0: the first roi.rolling row, or go_live).",
+            "year_end": "First day after the year.",
+            "is_projected": "Part of the year is not observed yet: its months are projected from the run-rate "
+                            "of the trailing 12 complete months after go-live.",
+            "benefits": "Sum of benefit_total (risk-adjusted), plus the projection.",
+            "costs": "Sum of cost_total, plus the projection, x (1 + tei.cost_risk_adjustment).",
+            "pv_benefits": "benefits / (1 + discount_rate)^year.",
+            "pv_costs": "costs / (1 + discount_rate)^year.",
+            "cumulative_npv": "Running sum of pv_benefits - pv_costs.",
+        },
+        model="roi/tei",
+        preview="SELECT * FROM roi.tei ORDER BY year",
     ),
     Table(
         "roi.summary",
@@ -394,6 +475,19 @@ MARTS = (
             "gross_return_ratio": "Latest cumulative_benefit / cumulative_cost.",
             "payback_period_months": "Months from go-live to the first period with payback; null if none.",
             "npv": "Latest npv_cumulative.",
+            "counterfactual_method": "counterfactual.method: how expected revenue without the CRM was estimated.",
+            "incremental_revenue": "Cumulative incremental revenue after go-live (sum over roi.rolling).",
+            "incremental_revenue_p05": "5th percentile of incremental_revenue over the bootstrap draws "
+                                       "(roi.bootstrap); null with uncertainty.draws 0.",
+            "incremental_revenue_p50": "Median of incremental_revenue over the bootstrap draws.",
+            "incremental_revenue_p95": "95th percentile of incremental_revenue over the bootstrap draws.",
+            "roi_p05": "5th percentile of roi over the bootstrap draws.",
+            "roi_p50": "Median of roi over the bootstrap draws.",
+            "roi_p95": "95th percentile of roi over the bootstrap draws.",
+            "control_pretrend_slope": "Method control: least-squares slope per year of ln(treated / control "
+                                      "revenue) over the baseline (near 0: the groups moved in parallel).",
+            "tei_npv": "TEI net present value: total pv_benefits - total pv_costs of roi.tei.",
+            "tei_roi": "TEI ROI: tei_npv / total pv_costs.",
         },
         model="roi/summary",
         sql_checks=(_SUMMARY_IS_LAST_PERIOD,),

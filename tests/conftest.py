@@ -102,7 +102,7 @@ def project(tmp_path: Path):
         **settings: object,
     ) -> duckdb.DuckDBPyConnection:
         folder = tmp_path / "exports"
-        write_csv(folder / "deals.csv", [*DEAL_COLUMNS, "is_deleted"], deals or [])
+        write_csv(folder / "deals.csv", [*DEAL_COLUMNS, "is_deleted", "segment"], deals or [])
         for name, (columns, rows) in (files or {}).items():
             write_csv(folder / f"{name}.csv", columns, rows)
         write_csv(tmp_path / "finance_gl.csv", GL_COLUMNS, finance or [])

@@ -25,10 +25,12 @@ EXPECTED_KEYS = {
     *(f"raw/{s}" for s in STREAMS),
     *(f"staging/{s}" for s in STREAMS),
     "staging/stage_map",
-    "kpi/periodic", "kpi/baseline", "kpi/vs_baseline", "kpi/stage_durations", "roi/rolling", "roi/summary",
-    "roi/assumptions", "publish/analyst_copy", "publish/report",
+    "kpi/periodic", "kpi/baseline", "kpi/vs_baseline", "kpi/stage_durations", "roi/counterfactual", "roi/rolling",
+    "roi/bootstrap", "roi/sensitivity", "roi/tei", "roi/summary", "roi/assumptions",
+    "publish/analyst_copy", "publish/report",
 }
-OUTPUT_TABLES = ("kpi.periodic", "kpi.baseline", "kpi.vs_baseline", "kpi.stage_durations", "roi.rolling", "roi.summary")
+OUTPUT_TABLES = ("kpi.periodic", "kpi.baseline", "kpi.vs_baseline", "kpi.stage_durations", "roi.counterfactual",
+                 "roi.rolling", "roi.bootstrap", "roi.sensitivity", "roi.tei", "roi.summary")
 
 
 @pytest.fixture
@@ -79,7 +81,8 @@ def test_asset_graph_is_complete_and_grouped_by_layer():
     assert parents("kpi/periodic") == {"staging/deals", "staging/customers", "staging/finance_gl",
                                        "staging/csat", "staging/crm_usage", "raw/customers"}
     assert parents("staging/deals") == {"raw/deals", "staging/fx_rates"}
-    assert parents("roi/summary") == {"roi/rolling", "kpi/periodic"}
+    assert parents("roi/summary") == {"roi/rolling", "kpi/periodic", "roi/bootstrap", "roi/counterfactual", "roi/tei"}
+    assert parents("roi/rolling") == {"kpi/periodic", "kpi/baseline", "roi/counterfactual", "staging/finance_gl"}
     assert parents("publish/analyst_copy") == {
         "staging/stage_map", *(k for k in EXPECTED_KEYS if k.split("/")[0] in ("kpi", "roi"))}
     # The report is made from the analysts' copy, last.

@@ -205,6 +205,10 @@ def test_columns_read_custom_fields_by_name_or_key(store: PipedriveStore, fake: 
         read_rows(fake, "deals", columns={"closed_at": "Renewal date"})
     with pytest.raises(ValueError, match="not a canonical"):
         PipedriveSource(TOKEN, columns={"revenue": "Value"})
+    # segment has no Pipedrive field of its own: it comes from the one columns names.
+    segments = read_rows(fake, "deals", columns={"segment": "Deal type"})
+    assert segments[str(deal)]["segment"] == rows[str(deal)]["pipeline"]
+    assert read_rows(fake, "deals")[str(deal)].get("segment") is None
 
 
 def read_rows(fake: FakePipedrive, stream: str, **options: object) -> dict[str, dict]:

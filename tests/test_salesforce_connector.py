@@ -29,7 +29,7 @@ from connectors.salesforce.settings import HISTORY_IDS_PER_QUERY, QUOTA_SHARE_PE
 from pipelines.api_sync import SyncResult, read_cursor, sync_stream
 from pipelines.config import Settings, load_settings
 from pipelines.transform import STAGING_TABLES, build_staging
-from pipelines.warehouse import connect
+from pipelines.warehouse import connect, open_with_raw
 from tests.conftest import ACCOUNTS, FAST_CLIENT, rows, run_pipeline
 
 REPO = Path(__file__).resolve().parent.parent
@@ -355,6 +355,18 @@ def test_unknown_field_in_columns_is_a_clear_error(org, tmp_path):
     assert results["opportunities"].error is None
     error = results["accounts"].error or ""
     assert "INVALID_FIELD" in error and "No such column 'Churn_Date'" in error and "columns" in error
+
+
+def test_segment_comes_from_the_custom_field_columns_names(org, tmp_path):
+    # Salesforce has no standard region field on Opportunity; orgs add one (here Region__c).
+    fake = org()
+    config = configure(tmp_path, fake, columns={**COLUMNS, "segment": "Region__c"})
+    assert sync(config)["opportunities"].error is None
+    with open_with_raw(load_settings(config).duckdb_path, read_only=True) as con:
+        landed = dict(con.execute("SELECT deal_id, segment FROM raw.deals").fetchall())
+    regions = {record["Id"]: record["Region__c"] for record in fake.records["Opportunity"].values()}
+    assert landed == regions
+    assert set(landed.values()) == {"Americas", "EMEA", "APAC"}
 
 
 # -- (e) request budget ------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "Opportunity": {
         "Id": "id", "Name": "string", "AccountId": "reference:Account", "OwnerId": "reference:User",
         "StageName": "picklist", "IsClosed": "boolean", "IsWon": "boolean", "Amount": "currency",
-        "Probability": "percent", "CloseDate": "date", "Type": "picklist", **_STAMPS,
+        "Probability": "percent", "CloseDate": "date", "Type": "picklist", "Region__c": "picklist", **_STAMPS,
     },
     "OpportunityHistory": {
         "Id": "id", "OpportunityId": "reference:Opportunity", "StageName": "picklist", "Amount": "currency",
@@ -456,6 +456,7 @@ class FakeSalesforce(FakeServer):
             "OwnerId": sf_id("User", row["owner_id"]), "StageName": row["stage"], "Type": row["pipeline"],
             "Amount": float(row["amount"]) if row["amount"] else None, "CloseDate": str(close),
             "IsDeleted": row.get("is_deleted") == "true", "CreatedDate": sf_datetime(created),
+            "Region__c": row.get("segment") or None,  # a custom field, as orgs add for sales regions
         }
         if self.multi_currency:
             values["CurrencyIsoCode"] = row["currency"]

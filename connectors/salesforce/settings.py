@@ -17,8 +17,10 @@ DEAL_FIELDS = {
     "created_at": "CreatedDate", "closed_at": "CloseDate", "updated_at": "SystemModstamp",
     "is_deleted": "IsDeleted",
 }
+# segment has no standard Opportunity field: it is read only when `columns` names one (e.g. Region__c).
 DEAL_COLUMNS_SETTABLE = frozenset({
-    "deal_name", "account_id", "owner_id", "pipeline", "stage", "amount", "currency", "created_at", "closed_at",
+    "deal_name", "account_id", "owner_id", "pipeline", "segment", "stage", "amount", "currency", "created_at",
+    "closed_at",
 })
 PIPELINE_FIELD_RECORD_TYPES = "RecordType.DeveloperName"  # orgs with Opportunity record types
 PIPELINE_FIELD_DEFAULT = "Type"
