@@ -136,6 +136,10 @@ KPIS = (
     Kpi("adoption_rate", "Active CRM users / licensed seats (summed over usage rows in the period).", "pooled"),
     Kpi("operating_cost", "GL lines in category operating_cost posted in the period (base currency).", "mean"),
     Kpi("crm_cost", "GL lines in every crm_* category posted in the period (base currency).", "mean"),
+    Kpi("open_deals_start", "Deals created before the period and not closed before it (the open pipeline).", "mean"),
+    Kpi("open_pipeline_value_start", "Base-currency amount of those open deals (a null amount adds 0).", "mean"),
+    Kpi("pipeline_velocity", "open_deals_start x win_rate x avg_deal_size / sales_cycle_days_mean: revenue the "
+        "pipeline yields per day; null when a term is null or 0.", "pooled"),
 )
 KPI_COLUMNS = tuple(k.name for k in KPIS)
 

@@ -61,6 +61,9 @@ KPI_COLUMNS = (
     "adoption_rate",
     "operating_cost",
     "crm_cost",
+    "open_deals_start",
+    "open_pipeline_value_start",
+    "pipeline_velocity",
 )
 # The KPIs that need customers: null (unknown) when no source provides any.
 CUSTOMER_KPIS = (
@@ -837,6 +840,8 @@ class _Window:
     usage_rows: int
     active_users: float
     licensed_seats: float
+    open_deals: int  # created before the window, not closed before it
+    open_value: float
 
 
 def _window(facts: _Facts, start: date, end: date) -> _Window:
@@ -853,6 +858,8 @@ def _window(facts: _Facts, start: date, end: date) -> _Window:
     ]
     lines = [(cat, amt) for day, cat, amt in facts.finance if start <= day < end]
     usage = [(a, s) for ts, a, s in facts.usage if inside(ts)]
+    open_deals = [d for d in facts.deals
+                  if d.created is not None and d.created < lo and not (d.closed is not None and d.closed < lo)]
     return _Window(
         deals_created=sum(1 for d in facts.deals if inside(d.created)),
         deals_won=len(won),
@@ -870,6 +877,8 @@ def _window(facts: _Facts, start: date, end: date) -> _Window:
         usage_rows=len(usage),
         active_users=math.fsum(a for a, _ in usage),
         licensed_seats=math.fsum(s for _, s in usage),
+        open_deals=len(open_deals),
+        open_value=math.fsum(d.amount_base for d in open_deals if d.amount_base is not None),
     )
 
 
@@ -922,6 +931,8 @@ def _period_kpis(w: _Window) -> Row:
         "sales_marketing_spend": w.sales_marketing_spend,
         "operating_cost": w.operating_cost,
         "crm_cost": w.crm_cost,
+        "open_deals_start": w.open_deals,
+        "open_pipeline_value_start": w.open_value,
     }
     row.update(
         _rates_and_samples(
@@ -940,7 +951,17 @@ def _period_kpis(w: _Window) -> Row:
             w.licensed_seats,
         )
     )
+    row["pipeline_velocity"] = _velocity(row)
     return {name: row[name] for name in KPI_COLUMNS}
+
+
+def _velocity(row: Row) -> float | None:
+    """Open deals x win rate x average deal size / mean cycle days; null when a term is null or 0."""
+    terms = (row["open_deals_start"], row["win_rate"], row["avg_deal_size"], row["sales_cycle_days_mean"])
+    if any(t is None or t == 0 for t in terms):
+        return None
+    open_deals, win_rate, size, cycle = terms
+    return open_deals * win_rate * size / cycle
 
 
 # --------------------------------------------------------------------------
@@ -1008,6 +1029,8 @@ def _kpi_baseline(periodic: list[tuple[Row, _Window]], cfg: Settings) -> Row:
         "sales_marketing_spend": mean(w.sales_marketing_spend for w in windows),
         "operating_cost": mean(w.operating_cost for w in windows),
         "crm_cost": mean(w.crm_cost for w in windows),
+        "open_deals_start": mean(w.open_deals for w in windows),
+        "open_pipeline_value_start": mean(w.open_value for w in windows),
     }
     row.update(
         _rates_and_samples(
@@ -1026,6 +1049,7 @@ def _kpi_baseline(periodic: list[tuple[Row, _Window]], cfg: Settings) -> Row:
             math.fsum(w.licensed_seats for w in windows),
         )
     )
+    row["pipeline_velocity"] = _velocity(row)
     return {name: row[name] for name in BASELINE_COLUMNS}
 
 

@@ -617,3 +617,24 @@ def test_customer_kpis_are_null_not_zero_when_no_source_provides_customers(proje
     assert {k: baseline(con)[k] for k in customer_kpis} == dict.fromkeys(customer_kpis)
     (roi,) = rows(con, "SELECT benefit_retention FROM roi.rolling WHERE period_start = '2025-01-01'")
     assert roi["benefit_retention"] == 0
+
+
+def test_open_pipeline_at_the_period_start_and_pipeline_velocity(project):
+    # D1 created Dec 10, open, 1,000.   D2 created Dec 20, won Jan 15, 2,000 (26 days).
+    # D3 created Jan 5, lost Jan 25, 500.   D4 created Jan 20, won Feb 10, 4,000 (21 days).
+    con = project(deals=[
+        deal("D1", "2024-12-10", amount="1000"),
+        deal("D2", "2024-12-20", "2025-01-15", won=True, amount="2000"),
+        deal("D3", "2025-01-05", "2025-01-25", won=False, amount="500"),
+        deal("D4", "2025-01-20", "2025-02-10", won=True, amount="4000"),
+    ])
+    jan, feb, mar = (period(con, p) for p in ("2025-01-01", "2025-02-01", "2025-03-01"))
+    # Jan 1: D1, D2 created before, none closed.  Feb 1: D1..D4 created, D2 and D3 closed.  Mar 1: D4 closed too.
+    assert (jan["open_deals_start"], jan["open_pipeline_value_start"]) == (2, 3000.0)
+    assert (feb["open_deals_start"], feb["open_pipeline_value_start"]) == (2, 5000.0)
+    assert (mar["open_deals_start"], mar["open_pipeline_value_start"]) == (1, 1000.0)
+    # Jan: 2 open x win rate 1/2 x deal size 2,000 / 26 days.  Feb: 2 x 1 x 4,000 / 21.  Mar: nothing closed.
+    assert jan["pipeline_velocity"] == pytest.approx(2 * 0.5 * 2000 / 26)
+    assert feb["pipeline_velocity"] == pytest.approx(2 * 1.0 * 4000 / 21)
+    assert mar["pipeline_velocity"] is None
+    assert period(con, "2024-12-01")["pipeline_velocity"] is None  # no open deal at Dec 1
