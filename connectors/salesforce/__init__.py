@@ -4,9 +4,10 @@
 and the complete OpportunityHistory of every deal in it (rows are replaced per
 deal_id, so a page must carry a deal's whole history). `read("accounts", ...)`
 yields every account as a customers row, flagged is_customer when its Type is
-one of `customer_types` (staging keeps customers only). Both read `SystemModstamp >= cursor - lookback`, oldest
-first, with deleted and merged records flagged `is_deleted`; the cursor each
-page carries is the newest SystemModstamp it holds, never past the sync start.
+one of `customer_types` (staging keeps customers only). Both read
+`SystemModstamp >= cursor - lookback`, oldest first, with deleted and merged
+records flagged `is_deleted`; the cursor each page carries is the newest
+SystemModstamp it holds, never past the sync start.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ class SalesforceSource:
 
     def _accounts(self, since: dt.datetime | None, started: dt.datetime) -> Iterator[Page]:
         fields = {**CUSTOMER_FIELDS, **{c: f for c, f in self._columns.items() if c in CUSTOMER_COLUMNS_SETTABLE}}
-        select_list = _select_list({**fields, "is_customer": ACCOUNT_TYPE_FIELD})
+        select_list = _select_list({**fields, "is_customer": ACCOUNT_TYPE_FIELD})  # is_customer from Type
         for batch in changes(self._api, "Account", select_list, since, started):
             customers = [self._account_row(record, fields) for record in batch.records]
             yield _page({"customers": TableRows("customer_id", customers)}, batch.cursor)
