@@ -20,12 +20,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from connectors.contract import CANONICAL_STREAMS, require_tls
+from connectors.salesforce.settings import CUSTOMER_TYPES
 
 if TYPE_CHECKING:
     from connectors.records import ApiSource
@@ -203,6 +205,11 @@ class SalesforceSource(_ApiSource):
         return require_tls(url, "login_url")
     api_version: str = Field("v61.0", pattern=r"^v\d+\.\d$", description="REST API version.")
     bulk: bool = Field(False, description="Read opportunities with Bulk API 2.0 (large orgs).")
+    customer_types: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        list(CUSTOMER_TYPES), description=(
+            "Account `Type` values that make an account a customer (also without a won opportunity, counted "
+            "from its creation unless `columns` maps started_at). An account with a won opportunity is a "
+            "customer whatever its Type; prospects, partners, competitors and the rest are not."))
 
     @model_validator(mode="after")
     def _some_credentials(self) -> SalesforceSource:
@@ -219,7 +226,7 @@ class SalesforceSource(_ApiSource):
         secrets = {key: read_secret(getattr(self, key)) if getattr(self, key) else None
                    for key in ("token", "client_id", "client_secret", "refresh_token")}
         return Connector(login_url=self.login_url, api_version=self.api_version, use_bulk=self.bulk,
-                         **secrets, **options)
+                         customer_types=self.customer_types, **secrets, **options)
 
 
 class PipedriveSource(_ApiSource):

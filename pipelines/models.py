@@ -193,11 +193,13 @@ STAGING = (
         "exited_at": "The deal's next stage entry; null while in the stage.",
         **_BATCH,
     }, model="staging/deal_stage_history", checks=(Check("schema", schemas.DealStageHistory),)),
-    Table("staging.customers", "One row per customer.", {
+    Table("staging.customers", "One row per customer: a record its source flags a customer, or gives a "
+          "started_at, or names as the account of a won deal (prospects, partners and competitors are left out).", {
         **_SOURCE,
         "customer_id": "The customer's id in its source.",
         "name": "The customer's name.",
-        "started_at": "When the company became a customer (UTC).",
+        "started_at": "When the company became a customer (UTC): the record's own value, else the close of its "
+                      "first won deal in the same source, else (a customer its CRM flags) its creation.",
         "churned_at": "When it stopped being one (UTC); null while a customer.",
         "mrr": "Monthly recurring revenue, as exported.",
         "is_deleted": "Deleted or merged away: the customer counts nowhere.",

@@ -50,8 +50,9 @@ def test_upstream_tables_are_read_from_the_sql():
     assert REGISTRY.table("staging.deals").reads == {"raw.deals", "staging.fx_rates"}
     assert REGISTRY.table("kpi.vs_baseline").reads == {"kpi.periodic", "kpi.baseline"}
     assert REGISTRY.table("staging.finance_gl").variables == {"accounts", "base_currency"}
+    assert REGISTRY.table("staging.customers").reads == {"raw.customers", "staging.deals"}  # won deals
     names = [t.name for t in REGISTRY.staging]
-    assert names.index("staging.fx_rates") < names.index("staging.deals")
+    assert names.index("staging.fx_rates") < names.index("staging.deals") < names.index("staging.customers")
 
 
 def test_kpis_are_declared_once_with_a_baseline_rule():
