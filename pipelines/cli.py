@@ -18,6 +18,7 @@ from connectors.files.reader import ExportFileError
 from pipelines.config import ConfigError, load_settings
 from pipelines.demo import DemoUnavailable, run_demo, run_live_demo
 from pipelines.export import FORMATS, Format, export
+from pipelines.history import changes
 from pipelines.query import NoTables, NotAQuery, as_table, default_database, run_query, write_csv
 from pipelines.report import ReportError, default_report_dir, write_report
 from pipelines.runner import ChecksFailed, InstanceError, RunOutcome, run_nightly
@@ -128,6 +129,20 @@ def export_command(out_dir: str, config_file: str | None, db_path: str | None, f
     """Write the tables for finance into OUT_DIR: a workbook, or one file per table."""
     for path in export(_tables_file(db_path, config_file), Path(out_dir), fmt):
         click.echo(str(path))
+
+
+@cli.command()
+@tables_options
+@click.option("--format", "fmt", type=click.Choice(["table", "csv"]), default="table", show_default=True)
+def diff(config_file: str | None, db_path: str | None, fmt: str) -> None:
+    """List what the last run changed in periods already complete (a restated month) since the run before."""
+    columns, rows = changes(_tables_file(db_path, config_file))
+    if not rows:
+        click.echo("no complete period changed between the last two runs")
+    elif fmt == "csv":
+        write_csv(sys.stdout, columns, rows)
+    else:
+        click.echo(as_table(columns, rows))
 
 
 def main() -> None:

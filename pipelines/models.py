@@ -351,6 +351,37 @@ MARTS = (
                 "WHERE kpi IN ('revenue_won', 'win_rate', 'churn_rate') ORDER BY period_start DESC, kpi",
     ),
     Table(
+        "kpi.periodic_by_segment",
+        "The deal KPIs of kpi.periodic per owner, per pipeline and per segment (the optional region or team of "
+        "deals), every period for every value seen.",
+        {
+            "segment_type": "What the rows are split by: 'owner_id', 'pipeline' or 'segment'.",
+            "segment": "The owner, pipeline or segment (null: deals without one).",
+            "period_start": "The period, as in kpi.periodic.",
+            "phase": "'baseline' before go-live, 'post_go_live' from the period starting on or after it.",
+            **{k.name: k.meaning for k in KPIS[:KPI_COLUMNS.index("sales_cycle_days_mean") + 1]},
+            "low_volume": "Fewer than 10 deals closed in the period: its rates move with a single deal.",
+        },
+        model="kpi/periodic_by_segment",
+        preview="SELECT segment_type, segment, period_start, deals_won, win_rate, revenue_won, low_volume "
+                "FROM kpi.periodic_by_segment WHERE NOT low_volume ORDER BY period_start DESC, revenue_won DESC",
+    ),
+    Table(
+        "kpi.data_quality",
+        "Rows of each staging table valid or quarantined, by reason, per period of the row's own date: the "
+        "accuracy and completeness of CRM data that moves ROI.",
+        {
+            "period_start": "The period of the row's own date (created_at, posted_on, ...); null when it did not "
+                            "parse or is implausible.",
+            "table_name": "The staging table.",
+            "reason": "Null: valid rows; else every rule the rows broke, as in quarantine.rejected_rows.",
+            "rows": "How many rows.",
+        },
+        model="kpi/data_quality",
+        preview="SELECT table_name, reason, sum(rows) AS rows FROM kpi.data_quality GROUP BY ALL "
+                "ORDER BY table_name, rows DESC",
+    ),
+    Table(
         "kpi.stage_durations",
         "Time in stage: per period and stage, how many deals left the stage and their median and mean days "
         "in it (from the stage history).",
@@ -513,6 +544,20 @@ MARTS = (
 )
 
 
+_RUN = {
+    "run_id": "The Dagster run that published the row.",
+    "run_at": "When that run published it (UTC).",
+}
+# Every published run's headline and complete periods, kept from one analysts' copy to the next (publish.py):
+# what a restated month (a deal reopened, a cost re-booked) changed is then visible (`crm-roi diff`).
+HISTORY = (
+    Table("history.roi_summary", "roi.summary as each run published it: the headline's history.",
+          {**_RUN, **next(t for t in MARTS if t.name == "roi.summary").columns}),
+    Table("history.kpi_periodic", "The complete periods of kpi.periodic as each run published them.",
+          {**_RUN, "as_of": "The as_of of that run.", **next(t for t in MARTS if t.name == "kpi.periodic").columns}),
+)
+
+
 def _in_build_order(tables: tuple[Table, ...]) -> tuple[Table, ...]:
     """Tables ordered so that each comes after every table its SQL reads."""
     names = {t.name for t in tables}
@@ -543,6 +588,10 @@ class Registry:
             if table.name == name:
                 return table
         raise KeyError(f"no table {name!r} in the registry")
+
+    def producers(self, table: str) -> list[str]:
+        """The tables whose assets write `table`: itself, or every staging table for the quarantine."""
+        return [t.name for t in self.staging] if table == QUARANTINE.name else [table]
 
     def describe(self, table: str, column: str) -> str | None:
         try:
@@ -578,5 +627,5 @@ def check_registry(registry: Registry) -> None:
             raise RegistryError(f"sql/{table.model}.sql reads {unknown[0]}, which is no table of the registry")
 
 
-REGISTRY = Registry(staging=_in_build_order(STAGING), marts=_in_build_order(MARTS), other=(QUARANTINE,))
+REGISTRY = Registry(staging=_in_build_order(STAGING), marts=_in_build_order(MARTS), other=(QUARANTINE, *HISTORY))
 check_registry(REGISTRY)

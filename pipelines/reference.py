@@ -100,7 +100,9 @@ def configuration() -> str:
 
 
 def _table(table: Table) -> list[str]:
-    origin = f"Model: `sql/{table.model}.sql`." if table.model else "Written by the staging build."
+    origin = (f"Model: `sql/{table.model}.sql`." if table.model else
+              "Kept in the analysts' copy by each publish." if table.schema == "history" else
+              "Written by the staging build.")
     checks = [*(f"`pandera_{c.name}`" for c in table.checks), *(f"`{c.name}`" for c in table.sql_checks)]
     origin += f" Checks: {', '.join(checks)}." if checks else ""
     reads = f" Reads {', '.join(f'`{t}`' for t in sorted(table.reads))}." if table.reads else ""
@@ -119,8 +121,8 @@ def tables() -> str:
         "timestamps are UTC. Analysts open the published copy, `<duckdb_path>.published.duckdb`.",
         "",
     ]
-    for title, schema in (("KPI tables", "kpi"), ("ROI tables", "roi"), ("Staging tables", "staging"),
-                          ("Quarantine", "quarantine")):
+    for title, schema in (("KPI tables", "kpi"), ("ROI tables", "roi"), ("History of published runs", "history"),
+                          ("Staging tables", "staging"), ("Quarantine", "quarantine")):
         parts += [f"## {title}", ""]
         for table in REGISTRY.tables:
             if table.schema == schema:

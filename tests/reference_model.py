@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import calendar
 import csv
+import dataclasses
 import math
 import re
 import statistics
@@ -69,6 +70,10 @@ KPI_COLUMNS = (
 CUSTOMER_KPIS = (
     "customers_active_start", "customers_new", "customers_churned", "churn_rate", "retention_rate", "cac",
 )
+# kpi.periodic_by_segment: the deal KPIs of kpi.periodic per owner, pipeline and segment.
+SEGMENT_TYPES = ("owner_id", "pipeline", "segment")
+SEGMENT_KPIS = KPI_COLUMNS[: KPI_COLUMNS.index("sales_cycle_days_mean") + 1]
+BY_SEGMENT_COLUMNS = ("segment_type", "segment", "period_start", "phase", *SEGMENT_KPIS, "low_volume")
 PERIODIC_COLUMNS = ("period_start", "period_end", "phase", "is_complete", *KPI_COLUMNS)
 BASELINE_COLUMNS = ("window_start", "window_end", "periods", *KPI_COLUMNS)
 ROI_COLUMNS = (
@@ -996,6 +1001,27 @@ def _kpi_periodic(facts: _Facts, cfg: Settings) -> list[tuple[Row, _Window]]:
     return rows
 
 
+def _kpi_periodic_by_segment(facts: _Facts, deals: list[Row], cfg: Settings) -> list[Row]:
+    """kpi.periodic_by_segment: every period for every owner, pipeline and (non-null) segment a live deal has."""
+    rows = []
+    for segment_type in SEGMENT_TYPES:
+        values = {d[segment_type] for d in deals if not d["is_deleted"]}
+        if segment_type == "segment":
+            values.discard(None)
+        for value in sorted(values, key=lambda v: (v is None, v or "")):
+            mine = dataclasses.replace(facts, deals=[d for d in facts.deals if dict(d.columns)[segment_type] == value])
+            for start, end in _periods(cfg.baseline_start, cfg.as_of, cfg.period):
+                window = _window(mine, start, end)
+                kpis = _period_kpis(window)
+                rows.append({
+                    "segment_type": segment_type, "segment": value, "period_start": start,
+                    "phase": "post_go_live" if start >= cfg.go_live else "baseline",
+                    **{k: kpis[k] for k in SEGMENT_KPIS},
+                    "low_volume": window.deals_won + window.deals_lost < 10,
+                })
+    return rows
+
+
 def _kpi_baseline(periodic: list[tuple[Row, _Window]], cfg: Settings) -> Row:
     """kpi.baseline: flows averaged per period, rates pooled, over whole baseline periods."""
     inside = [
@@ -1632,6 +1658,7 @@ def compute(
         "staging_deals": [{name: d[name] for name in DEAL_COLUMNS} for d in deals],
         "rejected": rejections.rows,
         "kpi_periodic": [{name: r[name] for name in PERIODIC_COLUMNS} for r in periodic_rows],
+        "kpi_periodic_by_segment": _kpi_periodic_by_segment(facts, deals, cfg),
         "kpi_baseline": [baseline],
         "roi_rolling": rolling,
         "roi_summary": [summary],

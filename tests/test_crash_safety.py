@@ -45,7 +45,7 @@ TOKEN_ENV = "CRASH_TEST_HUBSPOT_TOKEN"
 TOKEN = "pat-na1-crash-safety-test-token-0b7e"
 
 # Columns stamped at load time (or with now()): they differ between two runs of the same data.
-LOAD_TIME = {"_batch_id", "_loaded_at", "batch_id", "rejected_at"}
+LOAD_TIME = {"_batch_id", "_loaded_at", "batch_id", "rejected_at", "run_id", "run_at"}
 LOAD_TIME_BY_TABLE = {
     "raw.loaded_files": {"loaded_at"}, "raw.sync_state": {"updated_at"},
     # The last batch id may have been used up by a killed run.

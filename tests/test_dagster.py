@@ -25,7 +25,8 @@ EXPECTED_KEYS = {
     *(f"raw/{s}" for s in STREAMS),
     *(f"staging/{s}" for s in STREAMS),
     "staging/stage_map",
-    "kpi/periodic", "kpi/baseline", "kpi/vs_baseline", "kpi/stage_durations", "roi/counterfactual", "roi/rolling",
+    "kpi/periodic", "kpi/baseline", "kpi/vs_baseline", "kpi/stage_durations", "kpi/periodic_by_segment",
+    "kpi/data_quality", "roi/counterfactual", "roi/rolling",
     "roi/bootstrap", "roi/sensitivity", "roi/tei", "roi/summary", "roi/assumptions",
     "publish/analyst_copy", "publish/report",
 }
@@ -81,6 +82,8 @@ def test_asset_graph_is_complete_and_grouped_by_layer():
     assert parents("kpi/periodic") == {"staging/deals", "staging/customers", "staging/finance_gl",
                                        "staging/csat", "staging/crm_usage", "raw/customers"}
     assert parents("staging/deals") == {"raw/deals", "staging/fx_rates"}
+    # The quarantine is written by every staging step.
+    assert parents("kpi/data_quality") == {f"staging/{s}" for s in STREAMS}
     assert parents("roi/summary") == {"roi/rolling", "kpi/periodic", "roi/bootstrap", "roi/counterfactual", "roi/tei"}
     assert parents("roi/rolling") == {"kpi/periodic", "kpi/baseline", "roi/counterfactual", "staging/finance_gl"}
     assert parents("publish/analyst_copy") == {
@@ -128,7 +131,9 @@ def test_nightly_job_materializes_every_table(demo_config: Path):
     assert report["charts"].value.count("](data:image/svg+xml;base64,") == 3
     page = Path(report["html"].value)
     assert page == demo_config.parent.parent / "warehouse_report" / "roi_report.html" and page.is_file()
-    assert len(report["pngs"].value) == 7 and all(Path(p).is_file() for p in report["pngs"].value.values())
+    assert set(report["pngs"].value) == {"payback", "roi", "revenue", "benefits_costs", "kpis", "sales_cycle",
+                                         "sensitivity", "tei", "data_quality"}
+    assert all(Path(p).is_file() for p in report["pngs"].value.values())
     staged = result.asset_materializations_for_node("staging__deals")[0].metadata
     assert staged["quarantined_rows"].value > 0
     with duckdb.connect(str(demo_config.parent.parent / "warehouse.duckdb"), read_only=True) as con:

@@ -16,6 +16,8 @@ def test_every_table_has_the_columns_the_registry_declares(project):
     con = project(deals=[deal("D1", "2025-01-05", "2025-01-20", won=True)],
                   finance=[gl("G1", "2025-01-10", "6100", "100")])
     for table in REGISTRY.tables:
+        if table.schema == "history":  # kept in the analysts' copy only: tests/test_history.py
+            continue
         actual = [r["column_name"] for r in rows(
             con, "SELECT column_name FROM information_schema.columns WHERE table_schema = ? AND table_name = ? "
                  "ORDER BY ordinal_position", [table.schema, table.short_name])]

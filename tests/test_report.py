@@ -1,7 +1,6 @@
 """The ROI report: what it states and draws, checked against the tables by independent sums.
 
-The browser renders it in tests/test_browser.py; here the figures, the fallbacks for files
-without the newer tables, and the use of those tables when a file has them.
+The browser renders it in tests/test_browser.py; here the figures and where each comes from.
 """
 
 from __future__ import annotations
@@ -19,12 +18,12 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from pipelines.report import default_report_dir, write_report
+from pipelines.report import write_report
 from pipelines.report.data import read_report_data
 from tests.conftest import crm_roi, rows
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-CORE_CHARTS = {"payback", "roi", "revenue", "benefits_costs", "kpis", "sales_cycle", "data_quality"}
+CHARTS = {"payback", "roi", "revenue", "benefits_costs", "kpis", "sales_cycle", "sensitivity", "tei", "data_quality"}
 
 
 def page_specs(page: Path) -> dict:
@@ -55,8 +54,8 @@ def test_the_page_is_self_contained_with_a_png_per_chart(report_dir: Path):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
     assert "<link" not in text and "@import" not in text and "url(http" not in text
     assert "default-src 'none'" in text
-    assert set(page_specs(page)) == CORE_CHARTS
-    for name in CORE_CHARTS:
+    assert set(page_specs(page)) == CHARTS
+    for name in CHARTS:
         png = (report_dir / f"{name}.png").read_bytes()
         assert png.startswith(PNG_MAGIC)
         width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
@@ -143,74 +142,31 @@ def test_sales_cycle_and_quality_match_the_staging_rows(demo_published: Path):
     assert sum(n for (t, s), n in quality.items() if t == "deals" and s != "loaded") == 7
 
 
-def extend_with_newer_tables(path: Path) -> None:
-    """Add the tables and columns a newer release writes, with made-up but consistent values."""
-    with duckdb.connect(str(path)) as con:
-        con.execute("ALTER TABLE roi.rolling ADD COLUMN expected_revenue DOUBLE")
-        con.execute("UPDATE roi.rolling SET expected_revenue = 300000 + 1000 * month(period_start)")
-        for column, value in (("counterfactual_method", "'seasonal'"), ("roi_p05", "1.5"), ("roi_p50", "2.8"),
-                              ("roi_p95", "4.25"), ("incremental_revenue_p05", "900000"),
-                              ("incremental_revenue_p50", "1500000"), ("incremental_revenue_p95", "2100000")):
-            kind = "VARCHAR" if column == "counterfactual_method" else "DOUBLE"
-            con.execute(f"ALTER TABLE roi.summary ADD COLUMN {column} {kind}")
-            con.execute(f"UPDATE roi.summary SET {column} = {value}")
-        con.execute("""CREATE TABLE roi.sensitivity AS SELECT * FROM (VALUES
-            ('gross_margin', 'x0.8', 0.48, 2.1, 210.0, -0.79), ('gross_margin', 'x1.2', 0.72, 3.7, 370.0, 0.81),
-            ('attribution_share', 'x0.8', 0.32, 2.1, 210.0, -0.79),
-            ('attribution_share', 'x1.2', 0.48, 3.7, 370.0, 0.81),
-            ('risk_adjustment', '-0.1', 0.0, 3.3, 330.0, 0.43), ('risk_adjustment', '+0.1', 0.2, 2.5, 250.0, -0.39),
-            ('counterfactual', 'trend', NULL, 1.2, 120.0, -1.69))
-            AS t(assumption, setting, value, roi, roi_pct, delta_roi)""")
-        con.execute("""CREATE TABLE roi.tei AS SELECT * FROM (VALUES
-            (0, DATE '2024-01-01', DATE '2025-01-01', false, 0.0, 53150.0, 0.0, 53150.0, -53150.0),
-            (1, DATE '2025-01-01', DATE '2026-01-01', false, 1606511.0, 666715.0, 1460464.5, 606104.5, 801210.0),
-            (2, DATE '2026-01-01', DATE '2027-01-01', true, 3061331.0, 636772.0, 2529199.2, 526257.9, 2804151.3))
-            AS t(year, year_start, year_end, is_projected, benefits, costs, pv_benefits, pv_costs, cumulative_npv)""")
-        con.execute("""CREATE TABLE kpi.data_quality AS SELECT * FROM (VALUES
-            (DATE '2025-01-01', 'deals', NULL, 5000), (DATE '2025-02-01', 'deals', NULL, 500),
-            (DATE '2025-02-01', 'deals', 'unparseable amount', 3), (NULL, 'deals', 'unparseable created_at', 2),
-            (DATE '2025-03-01', 'finance_gl', NULL, 280))
-            AS t(period_start, table_name, reason, rows)""")
-
-
-def test_newer_tables_are_drawn_when_the_file_has_them(demo_published: Path, tmp_path: Path):
-    extended = tmp_path / "newer.published.duckdb"
-    shutil.copyfile(demo_published, extended)
-    extend_with_newer_tables(extended)
-    files = write_report(extended, default_report_dir(extended))
-    assert files.html.parent == tmp_path / "newer_report"
-    specs = page_specs(files.html)
-    assert set(specs) == CORE_CHARTS | {"sensitivity", "tei"}
-    data = read_report_data(extended)
-    assert data.expected_from == "roi.rolling.expected_revenue"
-    expected = {r["period_start"]: r["expected"] for r in data.revenue if r["expected"] is not None}
-    assert expected["2025-03-01"] == 303000 and expected["2026-10-01"] == 310000
-    assert {(r["table_name"], r["status"]): r["rows"] for r in data.data_quality} == {
-        ("deals", "loaded"): 5500, ("deals", "unparseable amount"): 3, ("deals", "unparseable created_at"): 2,
-        ("finance_gl", "loaded"): 280}
-    text = page_text(files.html)
-    assert "90 % bootstrap interval 150 % to 425 %" in text
-    assert "method seasonal" in text and "same month" in text
-    assert "900,000 to 2,100,000 USD" in text
-    # The flat-method caveat goes once another counterfactual corrects for seasonality and growth.
-    assert "flat counterfactual credits the CRM" not in text
-    assert "5 row(s) that failed a row rule" in text
-    # The interval is drawn at the last period: 150 % to 425 %.
-    interval = [layer for layer in specs["roi"]["layer"] if layer.get("mark", {}).get("type") == "errorbar"]
-    assert interval and interval[0]["data"]["values"][0]["low"] == pytest.approx(150)
-    assert interval[0]["data"]["values"][0]["high"] == pytest.approx(425)
-    assert (files.html.parent / "tei.png").read_bytes().startswith(PNG_MAGIC)
-
-
-def test_without_newer_tables_expected_revenue_is_the_flat_baseline(demo_published: Path):
-    data = read_report_data(demo_published)
-    assert data.expected_from == "kpi.baseline.revenue_won"
+def test_the_counterfactual_interval_sensitivity_and_tei_come_from_their_tables(report_dir: Path,
+                                                                              demo_published: Path):
     with duckdb.connect(str(demo_published), read_only=True) as con:
-        baseline = con.execute("SELECT revenue_won FROM kpi.baseline").fetchone()[0]
-    post = [r for r in data.revenue if r["phase"] == "post_go_live"]
-    assert len(post) == 22 and all(r["expected"] == baseline for r in post)
-    assert all(r["expected"] is None for r in data.revenue if r["phase"] == "baseline")
-    assert not data.sensitivity and not data.tei
+        method, roi_low, roi_high, low, high = con.execute(
+            "SELECT counterfactual_method, roi_p05, roi_p95, incremental_revenue_p05, incremental_revenue_p95 "
+            "FROM roi.summary").fetchone()
+        expected = dict(con.execute(
+            "SELECT strftime(period_start, '%Y-%m-%d'), expected_revenue FROM roi.rolling "
+            "WHERE period_start >= DATE '2025-01-01'").fetchall())
+        quality = dict(con.execute("SELECT table_name || ':' || coalesce(reason, 'loaded'), sum(rows) "
+                                   "FROM kpi.data_quality GROUP BY ALL").fetchall())
+        sensitivity_rows = con.execute("SELECT count(*) FROM roi.sensitivity").fetchone()[0]
+        tei_years = con.execute("SELECT count(*) FROM roi.tei").fetchone()[0]
+    data = read_report_data(demo_published)
+    drawn = {r["period_start"]: r["expected"] for r in data.revenue if r["expected"] is not None}
+    assert drawn == pytest.approx(expected) and len(drawn) == 22
+    assert {f"{r['table_name']}:{r['status']}": r["rows"] for r in data.data_quality} == quality
+    assert (len(data.sensitivity), len(data.tei)) == (sensitivity_rows, tei_years)
+    page = report_dir / "roi_report.html"
+    assert set(page_specs(page)) == CHARTS
+    text = page_text(page)
+    assert f"90 % bootstrap interval {100 * roi_low:.0f} % to {100 * roi_high:.0f} %" in text
+    assert f"{low:,.0f} to {high:,.0f} USD" in text
+    assert f"method {method}" in text
+    assert (report_dir / "tei.png").read_bytes().startswith(PNG_MAGIC)
 
 
 def test_crm_text_cannot_break_out_of_the_page(demo_published: Path, tmp_path: Path):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import duckdb
 
-from pipelines.models import KPIS, REGISTRY
+from pipelines.models import KPIS
 from pipelines.query import NoTables
 
 # The KPIs drawn before vs after go-live, in this order (those without data are left out).
@@ -47,7 +47,6 @@ class ReportData:
     baseline: Record
     rolling: list[Record]
     revenue: list[Record]  # per complete period: actual, expected (post go-live), phase
-    expected_from: str  # where expected revenue came from: roi.rolling.expected_revenue or the flat baseline
     kpis: list[Record]  # long: kpi, label, period_start, phase, value, baseline, band_low, band_high
     cycle: list[Record]  # phase, days_bin, deals, share
     stages: list[Record]  # phase, stage, days_mean, exits
@@ -99,20 +98,16 @@ def read_report_data(published: Path) -> ReportData:
 
 
 def _read(con: duckdb.DuckDBPyConnection) -> ReportData:
-    summary_columns = _columns(con, "roi.summary")
     summary = _records(con, "SELECT * FROM roi.summary")[0]
-    assumptions = dict(con.execute("SELECT assumption, value FROM roi.assumptions").fetchall()) \
-        if _columns(con, "roi.assumptions") else {}
+    assumptions = dict(con.execute("SELECT assumption, value FROM roi.assumptions").fetchall())
     baseline = _records(con, "SELECT * FROM kpi.baseline")[0]
     rolling = _records(con, "SELECT * FROM roi.rolling ORDER BY period_start")
-    has_expected = "expected_revenue" in _columns(con, "roi.rolling")
     data = ReportData(
-        summary={c: summary[c] for c in summary_columns},
+        summary=summary,
         assumptions=assumptions,
         baseline=baseline,
         rolling=rolling,
-        revenue=_revenue(con, has_expected),
-        expected_from="roi.rolling.expected_revenue" if has_expected else "kpi.baseline.revenue_won",
+        revenue=_revenue(con),
         kpis=_kpis(con),
         cycle=_cycle(con),
         stages=_stages(con),
@@ -120,25 +115,21 @@ def _read(con: duckdb.DuckDBPyConnection) -> ReportData:
         data_quality=_data_quality(con),
         quarantined=0,
         loaded=0,
+        sensitivity=_records(con, "SELECT * FROM roi.sensitivity"),
+        tei=_records(con, "SELECT * FROM roi.tei ORDER BY year"),
     )
     data.quarantined = sum(r["rows"] for r in data.data_quality if r["status"] != "loaded")
     data.loaded = sum(r["rows"] for r in data.data_quality if r["status"] == "loaded")
-    if _columns(con, "roi.sensitivity"):
-        data.sensitivity = _records(con, "SELECT * FROM roi.sensitivity")
-    if _columns(con, "roi.tei"):
-        data.tei = _records(con, "SELECT * FROM roi.tei ORDER BY year")
     return data
 
 
-def _revenue(con: duckdb.DuckDBPyConnection, has_expected: bool) -> list[Record]:
+def _revenue(con: duckdb.DuckDBPyConnection) -> list[Record]:
     """Actual revenue per complete period and, from go-live, what was expected without the CRM."""
-    expected = "r.expected_revenue" if has_expected else "(SELECT revenue_won FROM kpi.baseline)"
-    join = "LEFT JOIN roi.rolling AS r USING (period_start)" if has_expected else ""
-    return _records(con, f"""
+    return _records(con, """
         SELECT p.period_start, p.phase, p.revenue_won AS actual,
-               CASE WHEN p.phase = 'post_go_live' THEN {expected} END AS expected
-        FROM kpi.periodic AS p {join}
-        WHERE p.is_complete ORDER BY p.period_start""")  # noqa: S608 (fixed fragments above)
+               CASE WHEN p.phase = 'post_go_live' THEN r.expected_revenue END AS expected
+        FROM kpi.periodic AS p LEFT JOIN roi.rolling AS r USING (period_start)
+        WHERE p.is_complete ORDER BY p.period_start""")
 
 
 def _kpis(con: duckdb.DuckDBPyConnection) -> list[Record]:
@@ -230,17 +221,6 @@ def _benefits_costs(con: duckdb.DuckDBPyConnection, rolling: list[Record],
 
 def _data_quality(con: duckdb.DuckDBPyConnection) -> list[Record]:
     """Rows loaded and quarantined (by reason) per staging table."""
-    if _columns(con, "kpi.data_quality"):
-        return _records(con, """
-            SELECT table_name, coalesce(reason, 'loaded') AS status, sum(rows) AS rows
-            FROM kpi.data_quality GROUP BY ALL ORDER BY table_name, status""")
-    present = [t.name for t in REGISTRY.staging if _columns(con, t.name)]
-    loaded = " UNION ALL ".join(
-        f"SELECT '{t.split('.')[1]}' AS table_name, 'loaded' AS status, count(*) AS rows FROM {t}"  # noqa: S608
-        for t in present
-    )
-    return _records(con, f"""
-        SELECT * FROM ({loaded})
-        UNION ALL
-        SELECT table_name, reason AS status, count(*) AS rows FROM quarantine.rejected_rows GROUP BY ALL
-        ORDER BY table_name, status""")  # noqa: S608 (registry table names)
+    return _records(con, """
+        SELECT table_name, coalesce(reason, 'loaded') AS status, sum(rows) AS rows
+        FROM kpi.data_quality GROUP BY ALL ORDER BY table_name, status""")
