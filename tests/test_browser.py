@@ -80,7 +80,8 @@ def test_the_report_renders_every_chart_offline(demo_published: Path, browser: B
     page = browser.open(page_file.as_uri())
     charts = page.locator(".chart")
     names = [charts.nth(i).get_attribute("data-chart") for i in range(charts.count())]
-    assert names == ["payback", "roi", "revenue", "benefits_costs", "kpis", "sales_cycle", "data_quality"]
+    assert names == ["payback", "roi", "revenue", "benefits_costs", "kpis", "sales_cycle", "sensitivity", "tei",
+                     "data_quality"]
     page.wait_for_function("[...document.querySelectorAll('.chart')].every(c => c.dataset.rendered)",
                            timeout=60_000)
     for name in names:

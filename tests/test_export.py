@@ -34,8 +34,9 @@ def test_xlsx_has_a_sheet_per_kpi_and_roi_table_with_formats(hostile_copy: Path,
     done = crm_roi("export", str(tmp_path / "out"), "--format", "xlsx", "--db", str(hostile_copy), cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     book = load_workbook(tmp_path / "out" / "crm_roi.xlsx")
-    assert book.sheetnames == ["assumptions", "kpi.periodic", "kpi.baseline", "kpi.vs_baseline",
-                               "kpi.stage_durations", "roi.rolling", "roi.summary"]
+    assert book.sheetnames == ["assumptions", *(t.name for t in REGISTRY.marts
+                                                if t.schema in ("kpi", "roi") and t.name != "roi.assumptions")]
+    assert {"kpi.periodic", "roi.rolling", "roi.summary", "roi.tei"} <= set(book.sheetnames)
     # Every setting that moves ROI, as numbers where they are numbers (data/sample/crm_roi.yaml).
     settings = {row[0].value: row[1].value for row in book["assumptions"].iter_rows(min_row=2)}
     assert settings["gross_margin"] == 0.6 and settings["attribution_share"] == 0.4

@@ -48,7 +48,7 @@ def test_raw_rows_are_in_the_raw_file_and_in_no_other(fresh: Path):
     published = fresh.with_suffix(".published.duckdb")
     assert "raw" not in schemas(fresh)
     assert {"staging", "quarantine", "kpi", "roi", "bookkeeping"} <= schemas(fresh)
-    assert schemas(published) == {"staging", "quarantine", "kpi", "roi"}
+    assert schemas(published) == {"staging", "quarantine", "kpi", "roi", "history"}
     raw = table_rows(raw_file, "main")
     assert set(CANONICAL_STREAMS) | {"loaded_files", "sync_state", "schema_version"} == set(raw)
     with duckdb.connect(str(raw_file), read_only=True) as con:
