@@ -161,12 +161,6 @@ class FilesSource(_ReadsExports):
             raise ValueError(f"unknown time zone '{timezone}' (use an IANA name like Europe/Berlin)") from None
         return timezone
 
-    @model_validator(mode="after")
-    def _custom_needs_stages(self) -> FilesSource:
-        if self.profile == "custom" and "is_won" not in self.columns and not self.won_stages:
-            raise ValueError("profile custom needs won_stages (or an is_won column in columns)")
-        return self
-
 
 def _secret_ref(value: str | None) -> str | None:
     """Secrets are referenced as env:NAME and must be set; the value itself is read only when used."""

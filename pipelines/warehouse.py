@@ -152,15 +152,33 @@ def connect(
     memory_limit = settings.memory_limit if settings else None
     con = open_with_raw(path, read_only, memory_limit)
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute(sql_text("macros"))
-        if settings is not None:
-            set_run_variables(con, settings)
-        if not read_only:
-            ensure_schemas(con)
+        _prepare(con, settings, read_only)
         yield con
     finally:
         con.close()
+
+
+@contextmanager
+def in_memory(settings: Settings | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A warehouse that lives in memory only, prepared as `connect` prepares a file: for checks
+    that must not create or touch any file (`crm-roi validate`, `crm-roi init`)."""
+    con = duckdb.connect(":memory:")
+    try:
+        con.execute(f"ATTACH ':memory:' AS {RAW_CATALOG}")
+        _prepare(con, settings, read_only=False)
+        yield con
+    finally:
+        con.close()
+
+
+def _prepare(con: duckdb.DuckDBPyConnection, settings: Settings | None, read_only: bool) -> None:
+    """UTC, the shared macros, the run's variables (if given) and, when writable, the schemas."""
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(sql_text("macros"))
+    if settings is not None:
+        set_run_variables(con, settings)
+    if not read_only:
+        ensure_schemas(con)
 
 
 def wait_until_writable(path: Path) -> None:

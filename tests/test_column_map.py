@@ -152,3 +152,12 @@ def test_a_column_map_naming_no_canonical_column_is_a_config_error(tmp_path, col
         load_settings(_config_for_existing(tmp_path, {"profile": "custom", "won_stages": ["Won"],
                                                       "columns": columns}))
     assert str(error.value).endswith(message)
+
+
+def test_a_custom_export_without_flags_or_won_stages_says_to_list_them(run):
+    source = {key: value for key, value in SPACED.items() if key not in ("won_stages", "lost_stages")}
+    with pytest.raises(ExportFileError) as missing:
+        run("custom_spacing", source)
+    assert str(missing.value) == (
+        "opportunities.csv: no is_closed and is_won columns, so whether a deal is won comes from 'DEAL STAGE': "
+        "list the values that mean won in won_stages (and lost in lost_stages)")

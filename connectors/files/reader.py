@@ -189,9 +189,15 @@ def read_export(path: Path, stream: str, profile: Profile) -> ExportFile:
                 raise _missing(path, fmt, stream, col, (part,), f"part of {stream}.{col}'s key")
         composite[col] = tuple(find_header(path, part, fmt.header) for part in parts)
     derive_flags = stream == "deals" and not (present["is_closed"] and present["is_won"])
+    status = present.get(profile.status_column)
+    if derive_flags and status and not profile.won_values and profile.name == "custom":
+        raise ExportFileError(
+            f"{path.name}: no is_closed and is_won columns, so whether a deal is won comes from "
+            f"'{status[0]}': list the values that mean won in won_stages (and lost in lost_stages)"
+        )
     for col in CANONICAL_STREAMS[stream].required:
-        derivable = col in ("is_closed", "is_won") and derive_flags and present.get(profile.status_column)
-        if not present.get(col) and col not in composite and not (derivable and profile.won_values):
+        derivable = col in ("is_closed", "is_won") and derive_flags and status and profile.won_values
+        if not present.get(col) and col not in composite and not derivable:
             raise _missing(path, fmt, stream, col, accepted[col], f"{stream}.{col}")
     return ExportFile(path, stream, profile, fmt, present, composite)
 
