@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from connectors.contract import CANONICAL_STREAMS
+from connectors.files.profiles import normalise_header
 from connectors.files.reader import ExportFileError
 from pipelines.config import ConfigError, Settings, config_path, load_settings
 from pipelines.raw_files import Landed, land_file, required_streams_present, stream_inputs
@@ -44,14 +45,16 @@ def _todos(file: Path) -> list[int]:
 
 
 def _file_summary(landed: Landed) -> str:
-    """Which header feeds which column, and how the dates are read."""
+    """Which header feeds which column where it is not the canonical name, and how dates are read."""
     export = landed.export
     mapped = [f"{col}={'+'.join(heads)}" for col, heads in export.composite.items()]
     mapped += [f"{col}={heads[0]}" for col, heads in export.present.items()
-               if heads and col in CANONICAL_STREAMS[export.stream].columns]
+               if heads and col in CANONICAL_STREAMS[export.stream].columns
+               and normalise_header(heads[0]) != normalise_header(col)]
     dates = [f"{d.header} {d.order} (from the {d.decided_by.replace('_', ' ')})"
              for d in landed.dates.values() if d.order]
-    return f"columns {', '.join(mapped)}" + (f"; dates {', '.join(dates)}" if dates else "")
+    return (f"columns {', '.join(mapped)}" if mapped else "canonical headers") + (
+        f"; dates {', '.join(dates)}" if dates else "")
 
 
 def _lines(numbers: list[int]) -> str:

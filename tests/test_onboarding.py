@@ -20,7 +20,8 @@ import yaml
 
 from tests.conftest import crm_roi
 
-FIXTURES = Path(__file__).resolve().parent / "fixtures"
+REPO = Path(__file__).resolve().parent.parent
+FIXTURES = REPO / "tests" / "fixtures"
 ZENITH_COLUMNS = {
     "deal_id": "Opportunity Ref", "deal_name": "Opportunity Title", "account_id": "Client",
     "owner_id": "Account Manager", "stage": "Sales Stage", "amount": "Deal Value", "created_at": "Opened On",
@@ -142,6 +143,41 @@ def test_init_recognises_a_real_salesforce_opportunity_table(tmp_path: Path):
     assert checked.stdout.splitlines()[0] == (
         "error  exports/crm_roi.yaml: finance.path: file "
         f"'{(tmp_path / 'exports' / 'TODO.csv').resolve()}' does not exist")
+
+
+def test_init_on_canonical_exports_needs_no_map_and_keeps_iso_dates(tmp_path: Path):
+    # The demo exports: canonical headers, ISO dates. finance_gl.csv holds one '31/02/2025' among 363
+    # ISO dates: a bad row for staging to quarantine, not a reason to read the ledger day first.
+    shutil.copytree(REPO / "data" / "sample", tmp_path / "exports")
+    (tmp_path / "exports" / "crm_roi.yaml").unlink()
+    done = crm_roi("init", "exports", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    config = yaml.safe_load((tmp_path / "exports" / "crm_roi.yaml").read_text(encoding="utf-8"))
+    source = config["sources"][0]
+    assert source["profile"] == "canonical"
+    assert "columns" not in source and "date_format" not in source
+    assert source["files"] == {s: f"{s}.csv" for s in ("deals", "deal_stage_history", "customers", "fx_rates",
+                                                        "csat", "crm_usage")}
+    assert "date_format" not in config["finance"]
+    assert config["base_currency"] == "USD"
+    # From the descriptions: 6100 'CRM subscription', 6110 'CRM implementation', 6120 'CRM end-user
+    # training', 6130 'CRM premium support', 6200 'Paid search'; 6140 (tablets) and 6300 name no CRM.
+    assert config["finance"]["accounts"] == {"6100": "crm_software", "6110": "crm_implementation",
+                                             "6120": "crm_training", "6130": "crm_support",
+                                             "6200": "sales_marketing"}
+
+
+def test_init_recognises_a_hubspot_export_by_its_headers(tmp_path: Path):
+    shutil.copytree(FIXTURES / "exports" / "hubspot_export", tmp_path / "exports")
+    (tmp_path / "exports" / "gl.csv").write_text("entry_id,posted_on,account,amount\nG1,2020-01-10,6100,5\n",
+                                                encoding="utf-8")
+    done = crm_roi("init", "exports", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    config = yaml.safe_load((tmp_path / "exports" / "crm_roi.yaml").read_text(encoding="utf-8"))
+    assert config["sources"][0]["profile"] == "hubspot_export"
+    assert "columns" not in config["sources"][0]
+    # The profile knows 'Closed Won' and 'Closed Lost': no stage lists to fill.
+    assert "won_stages" not in config["sources"][0]
 
 
 def test_init_on_a_folder_without_deals_is_one_line(tmp_path: Path):

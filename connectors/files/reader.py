@@ -172,8 +172,9 @@ class ExportFile:
         return sql, params
 
 
-def read_export(path: Path, stream: str, profile: Profile) -> ExportFile:
-    """Sniff `path` and match its headers to the stream's columns; a missing required one is an error."""
+def read_export(path: Path, stream: str, profile: Profile, complete: bool = True) -> ExportFile:
+    """Sniff `path` and match its headers to the stream's columns; a missing required one is an error
+    (unless not `complete`: `crm-roi init` reads what it can of a file it is still mapping)."""
     fmt = sniff(path)
     accepted = profile.headers_for(stream)
     present: dict[str, list[str]] = {}
@@ -188,6 +189,16 @@ def read_export(path: Path, stream: str, profile: Profile) -> ExportFile:
             if not find_header(path, part, fmt.header):
                 raise _missing(path, fmt, stream, col, (part,), f"part of {stream}.{col}'s key")
         composite[col] = tuple(find_header(path, part, fmt.header) for part in parts)
+    export = ExportFile(path, stream, profile, fmt, present, composite)
+    if complete:
+        _require(export)
+    return export
+
+
+def _require(export: ExportFile) -> None:
+    """Every required column of the stream is present (is_closed/is_won may come from the stage)."""
+    path, stream, profile, fmt, present = export.path, export.stream, export.profile, export.format, export.present
+    accepted = profile.headers_for(stream)
     derive_flags = stream == "deals" and not (present["is_closed"] and present["is_won"])
     status = present.get(profile.status_column)
     if derive_flags and status and not profile.won_values and profile.name == "custom":
@@ -197,9 +208,8 @@ def read_export(path: Path, stream: str, profile: Profile) -> ExportFile:
         )
     for col in CANONICAL_STREAMS[stream].required:
         derivable = col in ("is_closed", "is_won") and derive_flags and status and profile.won_values
-        if not present.get(col) and col not in composite and not derivable:
+        if not present.get(col) and col not in export.composite and not derivable:
             raise _missing(path, fmt, stream, col, accepted[col], f"{stream}.{col}")
-    return ExportFile(path, stream, profile, fmt, present, composite)
 
 
 def _missing(path: Path, fmt: FileFormat, stream: str, col: str, wanted: tuple[str, ...], what: str) -> ExportFileError:
