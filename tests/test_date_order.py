@@ -123,8 +123,9 @@ def test_values_that_contradict_the_configured_order_stop_the_load(run):
     with pytest.raises(DateOrderError) as stopped:
         run("hubspot_dayfirst", {"profile": "hubspot_export", "date_format": "%m/%d/%Y %H:%M"})
     message = str(stopped.value)
-    assert message.startswith("deals.csv: column 'Create Date' (deals.created_at): '13/05/2025 10:00' (line 3) "
-                              "can only be day first, but sources.0.date_format says month first"), message
+    assert message == ("deals.csv: column 'Create Date' (deals.created_at): the dates on line 3 (e.g. "
+                       "'13/05/2025 10:00') can only be day first, but sources.0.date_format says month first; fix "
+                       "sources.0.date_format or those rows"), message
 
 
 def test_a_day_first_general_ledger_stops_until_finance_says_how_to_read_it(run):

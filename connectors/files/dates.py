@@ -219,7 +219,7 @@ def decide(
         lines = _lines(con, export, header, "day_first" if order == DAY_FIRST else "month_first")
         named = "date_format" if setting.dayfirst is None else "dayfirst"
         raise DateOrderError(
-            f"{where}: '{example}' ({_on_lines(lines)}) can only be {order}, but "
+            f"{where}: the dates on {_on_lines(lines)} (e.g. '{example}') can only be {order}, but "
             f"{setting.key}.{named} says {setting.order}; fix {setting.key}.{named} or those rows"
         )
     if order is None:
