@@ -14,11 +14,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import yaml
 
 from connectors.files.reader import ExportFileError
 from pipelines.config import ConfigError, load_settings
-from tests.conftest import ACCOUNTS, run_pipeline
+from tests.conftest import ACCOUNTS, run_pipeline, write_config
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "columns"
 GL = "entry_id,posted_on,account,description,vendor,amount,currency\nG1,2025-01-10,6100,CRM,Acme,500,USD\n"
@@ -31,29 +30,22 @@ NO_ID = {"profile": "custom", "won_stages": ["Won"], "lost_stages": ["Lost"], "c
                      "closed_at": "Closed", "stage": "Stage", "amount": "Amount", "updated_at": "Modified"}}
 
 
-def write_config(tmp_path: Path, fixture: str, source: dict) -> Path:
-    shutil.copytree(FIXTURES / fixture, tmp_path / "exports")
-    (tmp_path / "gl.csv").write_text(GL, encoding="utf-8")
-    config = {"as_of": "2025-12-31", "go_live": "2025-01-01",
-              "sources": [{"kind": "files", "name": "crm", "path": "exports", **source}],
-              "finance": {"path": "gl.csv", "accounts": ACCOUNTS}}
-    path = tmp_path / "crm_roi.yaml"
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
+def config(source: dict) -> dict:
+    return {"as_of": "2025-12-31", "go_live": "2025-01-01",
+            "sources": [{"kind": "files", "name": "crm", "path": "exports", **source}],
+            "finance": {"path": "gl.csv", "accounts": ACCOUNTS}}
 
 
 @pytest.fixture
-def run(tmp_path: Path):
-    opened: list[duckdb.DuckDBPyConnection] = []
+def run(tmp_path: Path, run_config):
+    """Copy a fixture folder to exports/ and run the pipeline with `source`."""
+    (tmp_path / "gl.csv").write_text(GL, encoding="utf-8")
 
     def _run(fixture: str, source: dict) -> duckdb.DuckDBPyConnection:
-        con = run_pipeline(load_settings(write_config(tmp_path, fixture, source)))
-        opened.append(con)
-        return con
+        shutil.copytree(FIXTURES / fixture, tmp_path / "exports")
+        return run_config(config(source))
 
-    yield _run
-    for con in opened:
-        con.close()
+    return _run
 
 
 def deals(con: duckdb.DuckDBPyConnection, columns: str = "deal_id, stage, is_won, amount, created_at, closed_at"
@@ -97,20 +89,13 @@ def test_two_headers_that_match_one_name_are_an_error(tmp_path):
     (tmp_path / "exports" / "deals.csv").write_text(
         "record id,RECORD_ID,Deal Stage,Amount,Close Date,Create Date\n1,1,Closed Won,5,2025-03-01,2025-02-01\n",
         encoding="utf-8")
-    settings = load_settings(_config_for_existing(tmp_path, {"profile": "hubspot_export"}))
+    (tmp_path / "gl.csv").write_text(GL, encoding="utf-8")
+    settings = load_settings(write_config(tmp_path, config({"profile": "hubspot_export"})))
     with pytest.raises(ExportFileError) as twice:
         run_pipeline(settings).close()
     # Neither is exactly HubSpot's 'Record ID', and one cannot be preferred over the other.
     assert str(twice.value) == (
         "deals.csv: columns 'RECORD_ID' and 'record id' both match 'Record ID'; rename or drop one")
-
-
-def _config_for_existing(tmp_path: Path, source: dict) -> Path:
-    (tmp_path / "gl.csv").write_text(GL, encoding="utf-8")
-    config = {"as_of": "2025-12-31", "go_live": "2025-01-01", "finance": {"path": "gl.csv", "accounts": ACCOUNTS},
-              "sources": [{"kind": "files", "name": "crm", "path": "exports", **source}]}
-    (tmp_path / "crm_roi.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    return tmp_path / "crm_roi.yaml"
 
 
 def key(*values: str) -> str:
@@ -148,9 +133,9 @@ def test_a_composite_key_part_missing_from_the_file_is_named(run):
 ])
 def test_a_column_map_naming_no_canonical_column_is_a_config_error(tmp_path, columns, message):
     (tmp_path / "exports").mkdir()
+    (tmp_path / "gl.csv").write_text(GL, encoding="utf-8")
     with pytest.raises(ConfigError) as error:
-        load_settings(_config_for_existing(tmp_path, {"profile": "custom", "won_stages": ["Won"],
-                                                      "columns": columns}))
+        load_settings(write_config(tmp_path, config({"profile": "custom", "won_stages": ["Won"], "columns": columns})))
     assert str(error.value).endswith(message)
 
 

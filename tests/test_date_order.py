@@ -13,11 +13,10 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import yaml
 
 from connectors.files.dates import DateOrderError
 from pipelines.config import ConfigError, load_settings
-from tests.conftest import ACCOUNTS, run_pipeline
+from tests.conftest import ACCOUNTS, write_config
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "dates"
 RATES = "date,currency,rate_to_base\n2020-01-01,GBP,1.25\n"
@@ -33,9 +32,8 @@ def ts(*parts: int) -> dt.datetime:
 
 
 @pytest.fixture
-def run(tmp_path: Path):
+def run(tmp_path: Path, run_config):
     """Copy a fixture folder to exports/ and run the pipeline with `source` (and finance keys, another GL)."""
-    opened: list[duckdb.DuckDBPyConnection] = []
     (tmp_path / "rates").mkdir()
     (tmp_path / "rates" / "fx_rates.csv").write_text(RATES, encoding="utf-8")
     (tmp_path / "finance_gl.csv").write_text(GL, encoding="utf-8")
@@ -46,20 +44,14 @@ def run(tmp_path: Path):
             shutil.copytree(FIXTURES / fixture, tmp_path / "exports")
         if gl:
             shutil.copy(FIXTURES / gl, tmp_path / "finance_gl.csv")
-        config = {
+        return run_config({
             "as_of": "2025-12-31", "go_live": "2025-01-01",
             "sources": [{"kind": "files", "name": "crm", "path": "exports", **source},
                         {"kind": "files", "name": "rates", "path": "rates"}],
             "finance": {"path": "finance_gl.csv", "accounts": ACCOUNTS, **(finance or {})},
-        }
-        (tmp_path / "crm_roi.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-        con = run_pipeline(load_settings(tmp_path / "crm_roi.yaml"))
-        opened.append(con)
-        return con
+        })
 
-    yield _run
-    for con in opened:
-        con.close()
+    return _run
 
 
 def deals(con: duckdb.DuckDBPyConnection) -> list[tuple]:
@@ -163,7 +155,6 @@ def test_date_format_and_dayfirst_that_disagree_are_a_config_error(tmp_path):
     (tmp_path / "gl.csv").write_text(GL, encoding="utf-8")
     config = {"go_live": "2025-01-01", "finance": {"path": "gl.csv", "accounts": ACCOUNTS},
               "sources": [{"kind": "files", "path": "exports", "date_format": "%d.%m.%Y", "dayfirst": False}]}
-    (tmp_path / "crm_roi.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
     with pytest.raises(ConfigError) as error:
-        load_settings(tmp_path / "crm_roi.yaml")
+        load_settings(write_config(tmp_path, config))
     assert "sources.0: date_format '%d.%m.%Y' and dayfirst: false disagree; keep one" in str(error.value)

@@ -18,7 +18,7 @@ import duckdb
 import pytest
 import yaml
 
-from tests.conftest import crm_roi
+from tests.conftest import crm_roi, write_config
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = REPO / "tests" / "fixtures"
@@ -198,7 +198,7 @@ def test_validate_reports_a_date_error_exits_1_and_touches_no_duckdb_file(tmp_pa
                            "files": {"deals": "opportunities.csv"},
                            "columns": {"deal_id": "deal_ref", "stage": "status", "amount": "value",
                                        "created_at": "opened", "closed_at": "closed"}}]}
-    (tmp_path / "crm_roi.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    write_config(tmp_path, config)
     duckdb.connect(str(tmp_path / "crm_roi.duckdb")).close()  # a warehouse from an earlier run
     before = files_under(tmp_path)
     done = crm_roi("validate", cwd=tmp_path)
