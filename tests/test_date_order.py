@@ -72,6 +72,17 @@ def test_a_uk_hubspot_export_is_read_day_first(run):
     assert con.execute("SELECT count(*) FROM quarantine.rejected_rows").fetchone()[0] == 0
 
 
+def test_each_column_is_decided_by_its_own_values_whatever_its_shape(run):
+    # opened: dotted, two-digit years, 25.03 and 14.04 make it day first; closed: slashes with
+    # AM/PM times, 03/27 and 04/15 make it month first. One file, two orders, both right.
+    con = run("shapes", CUSTOM)
+    assert deals(con) == [
+        ("S-1", True, ts(2025, 3, 25), ts(2025, 3, 27, 16, 5)),
+        ("S-2", False, ts(2025, 4, 2), ts(2025, 4, 15, 11, 30)),
+        ("S-3", True, ts(2025, 4, 14), ts(2025, 4, 16, 12, 0)),
+    ]
+
+
 def test_an_export_whose_dates_all_read_either_way_stops_with_one_line(run):
     with pytest.raises(DateOrderError) as stopped:
         run("ambiguous", CUSTOM)

@@ -111,7 +111,6 @@ class ColumnDates:
     order: str | None  # DAY_FIRST, MONTH_FIRST, or None when no day/month value is read
     decided_by: str  # 'values', 'date_format', 'dayfirst' or ''
     formats: tuple[str, ...]  # strptime formats for non-ISO values, tried in order
-    example: str | None = None
 
 
 def _classified(values_sql: str, grouped: bool) -> str:
@@ -232,7 +231,7 @@ def decide(
         order = setting.order
         decided_by = "date_format" if setting.dayfirst is None else "dayfirst"
     formats = tuple(dict.fromkeys(f for shape in survey.shapes if (f := shape_format(*shape, order))))
-    return ColumnDates(header, column, order, decided_by, (*formats, *extra, *year_first), example)
+    return ColumnDates(header, column, order, decided_by, (*formats, *extra, *year_first))
 
 
 def decide_dates(
