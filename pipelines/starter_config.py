@@ -134,7 +134,7 @@ class ExportGuess:
     header: tuple[str, ...]
     stream: str | None = None
     columns: dict[str, Guess] = field(default_factory=dict)
-    closest: str = ""  # for a file not recognised: the stream it looks most like, and what it lacks
+    closest: str = ""  # for a file not read: the stream it looks most like and what it lacks, or why
 
     @property
     def missing(self) -> tuple[str, ...]:
@@ -145,7 +145,10 @@ def classify(path: Path) -> ExportGuess:
     """The stream whose required columns the file's headers cover best. Deals and the ledger, which a
     config must have, are taken when half their required columns are found (the rest become TODOs);
     an optional stream only when all of them are, since a partial one would only fail the run."""
-    header = sniff(path).header
+    try:
+        header = sniff(path).header
+    except ExportFileError as unreadable:
+        return ExportGuess(path, (), closest=str(unreadable).removeprefix(f"{path.name}: "))
     scored = []
     for stream, spec in CANONICAL_STREAMS.items():
         guesses = guess_columns(stream, header)
@@ -453,8 +456,8 @@ def _folder(folder: Path) -> tuple[list[ExportGuess], dict[str, list[ExportGuess
         if guess.stream:
             by_stream.setdefault(guess.stream, []).append(guess)
     if "deals" not in by_stream:
-        seen = "; ".join(f"{g.path.name} ({', '.join(g.header[:6])}{', ...' if len(g.header) > 6 else ''})"
-                         for g in guesses) or "no .csv files"
+        seen = "; ".join(f"{g.path.name} ({', '.join(g.header[:6]) or g.closest}"
+                         f"{', ...' if len(g.header) > 6 else ''})" for g in guesses) or "no .csv, .tsv or .txt files"
         raise InitError(f"{folder}: no export here looks like deals (an id, created and close dates, an amount, "
                         f"a stage); found: {seen}")
     ledger = (by_stream.pop("finance_gl", None) or [None])[0]
@@ -499,8 +502,8 @@ def render(folder: Path, out: Path) -> Lines:
     if not (out_dir.resolve().is_relative_to(folder.resolve()) or folder.resolve().is_relative_to(out_dir.resolve())):
         lines.add(f"data_roots: [{_q('.')}, {_q(_relative(folder, out_dir))}]", "the exports live outside this folder")
     for unused in (g for g in guesses if not g.stream):
-        lines.add(f"# not read: {unused.path.name}: its headers look like no stream"
-                  + (f" ({unused.closest})" if unused.closest else ""))
+        why = "its headers look like no stream" + (f" ({unused.closest})" if unused.closest else "")
+        lines.add(f"# not read: {unused.path.name}: {why if unused.header else unused.closest}")
     lines.text += body.text
     lines.todos += body.todos
     return lines
