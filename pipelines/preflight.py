@@ -3,8 +3,9 @@
 A new user's first run should not be the way to find a typo in a header or a
 day-first date. This reads the config, matches every file's headers against its
 profile and column map, decides each date column's day/month order, and runs the
-first rows of each file through landing and the staging row rules, all in an
-in-memory DuckDB: no DuckDB file is created or touched, and nothing else is written.
+first rows of each file through landing, the staging row rules and the staging
+checks a run would fail on, all in an in-memory DuckDB: no DuckDB file is created
+or touched, and nothing else is written.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import duckdb
 
 from connectors.contract import CANONICAL_STREAMS
 from connectors.files.profiles import normalise_header
 from connectors.files.reader import ExportFileError
+from pipelines.checks import run_checks
 from pipelines.config import ConfigError, Settings, config_path, load_settings
+from pipelines.models import REGISTRY
 from pipelines.raw_files import Landed, land_file, required_streams_present, stream_inputs
-from pipelines.transform import STAGING_TABLES, build_staging
+from pipelines.transform import build_staging
 from pipelines.warehouse import in_memory
 
 SAMPLE_ROWS = 1000
@@ -90,10 +94,22 @@ def _land_samples(con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[l
     return findings, landed
 
 
+def _checks(con: duckdb.DuckDBPyConnection, settings: Settings) -> list[Finding]:
+    """Stage the sampled rows and run the staging checks a run runs on them (Pandera, rejected share):
+    a blocking one that fails would stop the run, so it is an error here."""
+    findings = []
+    for spec in REGISTRY.staging:
+        build_staging(con, spec.short_name)
+        for result in run_checks(con, spec, settings.rejected_share_limits()):
+            if not result.passed:
+                level = ERROR if result.severity == dg.AssetCheckSeverity.ERROR else WARN
+                message = str(result.metadata["message"].value).removeprefix(f"{spec.name}: ")
+                findings.append(Finding(level, spec.name, message))
+    return findings
+
+
 def _row_rules(con: duckdb.DuckDBPyConnection, landed: dict) -> list[Finding]:
-    """Stage the sampled rows and report, per file, what the row rules would quarantine (and on which lines)."""
-    for table in STAGING_TABLES:
-        build_staging(con, table)
+    """Per file, what the row rules would quarantine of the rows read (and on which lines)."""
     reasons: dict[tuple[str, str, str], list[str]] = {}
     for table, source, name, rule, count, lines in con.execute(
         "SELECT table_name, source, file_name, rule, count(*), list(row_number + 1 ORDER BY row_number)[1:3] "
@@ -137,6 +153,7 @@ def preflight(config_file: str | Path | None = None) -> list[Finding]:
         landing, landed = _land_samples(con, settings)
         if any(f.level == ERROR for f in landing):
             return findings + landing
+        checks = _checks(con, settings)
         rows = _row_rules(con, landed)
-    # Each file's columns and dates, then what its rows would give.
-    return findings + [f for pair in zip(landing, rows, strict=True) for f in pair]
+    # Each file's columns and dates, then what its rows would give; then the checks that would fail.
+    return findings + [f for pair in zip(landing, rows, strict=True) for f in pair] + checks

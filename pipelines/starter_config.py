@@ -35,7 +35,7 @@ from connectors.files.dates import (
 )
 from connectors.files.profiles import PROFILES, Profile, normalise_header, resolve_profile
 from connectors.files.reader import ExportFile, ExportFileError, landing_query, quote_identifier, read_export, sniff
-from connectors.files.synonyms import synonyms
+from connectors.files.synonyms import LOST_STAGE_WORDS, WON_STAGE_WORDS, synonyms
 from pipelines.config import DEFAULT_CONFIG_FILE
 from pipelines.warehouse import in_memory
 
@@ -53,8 +53,6 @@ ID_WORDS = re.compile(r"(ref|reference|no|nr|number|num|key)$")  # "Opportunity 
 REQUIRED_STREAMS = ("deals", "finance_gl")  # a config must have them: taken when half their columns are found
 VENDOR_PROFILES = ("hubspot_export", "salesforce_export", "pipedrive_export")
 PLACEHOLDER_WON = "(won stages)"
-WON = re.compile(r"won|\bwin\b|gewonnen|gagn", re.I)
-LOST = re.compile(r"lost|\blose\b|abandon|cancel|dead|disqualif|reject|verloren|perdu", re.I)
 CRM_WORDS = re.compile(r"\bcrm\b|salesforce|hubspot|pipedrive|zoho|dynamics 365", re.I)
 # Among CRM costs, the first category whose words appear; other CRM costs are crm_software.
 CRM_CATEGORIES = (
@@ -342,8 +340,8 @@ def _stages(lines: Lines, con: duckdb.DuckDBPyConnection, deals: ExportFile) -> 
     lines.add(f"    # {profile.status_column} values in {deals.path.name} {_q(headers[0])}: {found}")
     if set(profile.won_values) & {v for v, _ in values}:
         return  # the profile knows its won and lost values
-    for key, pattern in (("won_stages", WON), ("lost_stages", LOST)):
-        chosen = [v for v, _ in values if pattern.search(v) and not (key == "won_stages" and LOST.search(v))]
+    for key, words in (("won_stages", WON_STAGE_WORDS), ("lost_stages", LOST_STAGE_WORDS)):
+        chosen = [v for v, _ in values if re.search(words, v.lower())]
         if chosen:
             lines.add(f"    {key}: [{', '.join(_q(v) for v in chosen)}]", "guessed from the stage names")
         else:

@@ -29,6 +29,7 @@ import duckdb
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from connectors.contract import CANONICAL_STREAMS
+from connectors.files.synonyms import CLOSED_STAGE_WORDS
 from pipelines.config import Settings
 from pipelines.sql_files import sql_text
 
@@ -43,11 +44,6 @@ WORKING_SCHEMAS = ("staging", "quarantine", "kpi", "roi", "bookkeeping")
 # 1.x line and the one many SQL clients still bundle, can open; older formats made runs slower
 # (bench/PROFILING.md).
 OLDEST_READER = "v1.4.0"
-# Stage names that read like a closed deal, in the languages CRMs are set up in (lower case).
-CLOSED_STAGE_PATTERN = (
-    r"closed|(^|[^a-z])(won|lost|win|loss)([^a-z]|$)|gagn|perdu|ganad|perdid|gewonnen|verloren"
-    r"|fechad|cerrad|chius|vint[oa]|pers[oa]([^a-z]|$)"
-)
 
 
 class WarehouseLocked(RuntimeError):
@@ -100,7 +96,7 @@ def set_run_variables(con: duckdb.DuckDBPyConnection, settings: Settings) -> Non
         "risk_adjustment": settings.risk_adjustment,
         "discount_rate": settings.discount_rate,
         "arpa_monthly": settings.arpa_monthly,
-        "closed_stage_pattern": CLOSED_STAGE_PATTERN,
+        "closed_stage_pattern": CLOSED_STAGE_WORDS,
     }
     for name, value in values.items():
         con.execute(f"SET VARIABLE {name} = $value", {"value": value})

@@ -114,6 +114,17 @@ def test_init_never_overwrites_a_config_unless_forced(zenith: Path):
     assert yaml.safe_load(existing.read_text(encoding="utf-8"))["sources"][0]["columns"] == ZENITH_COLUMNS
 
 
+def test_validate_fails_where_the_run_would_fail_its_rejected_share_check(zenith: Path):
+    # 2 of Zenith's 14 deals are quarantined: 14.3%, within the default 20% but not within 10%.
+    assert crm_roi("init", "exports", cwd=zenith).returncode == 0
+    config = zenith / "exports" / "crm_roi.yaml"
+    config.write_text(config.read_text(encoding="utf-8") + "max_rejected_share: 0.1\n", encoding="utf-8")
+    checked = crm_roi("validate", "--config", "exports/crm_roi.yaml", cwd=zenith)
+    assert checked.returncode == 1
+    assert ("error  staging.deals: 14.3% of the 14 rows source files_1 landed were quarantined (max_rejected_share "
+            "0.1); top reasons: missing created_at (1), unparseable amount (1)") in checked.stdout.splitlines()
+
+
 def test_init_out_of_the_folder_writes_paths_and_roots_that_resolve(zenith: Path):
     done = crm_roi("init", "exports", "--out", "config/team.yaml", cwd=zenith)
     assert done.returncode == 0, done.stderr

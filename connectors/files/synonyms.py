@@ -1,9 +1,12 @@
-"""The headers known to hold each canonical column: what `crm-roi init` matches an export against.
+"""The names things are known by in exports: each canonical column's headers, and stage names.
 
-One table: the canonical name, then the common names CRMs and ledgers use (below),
-then every header the export profiles know. Headers compare normalised (case,
-spaces, underscores and punctuation ignored), so 'Close Date', 'close_date' and
-'CLOSE-DATE' are one entry. Earlier entries are the better evidence.
+For headers, one table (what `crm-roi init` matches an export against): the
+canonical name, then the common names CRMs and ledgers use (below), then every
+header the export profiles know. Headers compare normalised (case, spaces,
+underscores and punctuation ignored), so 'Close Date', 'close_date' and
+'CLOSE-DATE' are one entry. Earlier entries are the better evidence. Stage names
+that read like won, lost or closed serve both `init` (won/lost stages) and the
+stage map's check (closed-looking stages counted open).
 """
 
 from __future__ import annotations
@@ -82,6 +85,12 @@ COMMON_HEADERS: dict[str, dict[str, tuple[str, ...]]] = {
         "licensed_seats": ("Licensed Seats", "Seats", "Licenses", "Licences", "Paid Seats"),
     },
 }
+
+# Stage names that read like a won, a lost, or just a closed deal, in the languages CRMs are set up
+# in; matched against lower-cased stage names.
+WON_STAGE_WORDS = r"(^|[^a-z])(won|win)([^a-z]|$)|gagn|ganad|gewonnen|vint[oa]"
+LOST_STAGE_WORDS = r"(^|[^a-z])(lost|loss)([^a-z]|$)|perdu|perdid|verloren|pers[oa]([^a-z]|$)"
+CLOSED_STAGE_WORDS = rf"closed|fechad|cerrad|chius|{WON_STAGE_WORDS}|{LOST_STAGE_WORDS}"
 
 
 @cache
