@@ -201,7 +201,8 @@ def test_init_on_a_folder_without_deals_is_one_line(tmp_path: Path):
     assert not (tmp_path / "exports" / "crm_roi.yaml").exists()
 
 
-def test_validate_reports_a_date_error_exits_1_and_touches_no_duckdb_file(tmp_path: Path):
+def ambiguous_dates(tmp_path: Path) -> None:
+    """A custom export whose every date reads either way, and a config without date_format."""
     shutil.copytree(FIXTURES / "dates" / "ambiguous", tmp_path / "exports")
     (tmp_path / "gl.csv").write_text("entry_id,posted_on,account,amount\nG1,2025-01-10,6100,500\n", encoding="utf-8")
     config = {"go_live": "2025-01-01", "finance": {"path": "gl.csv", "accounts": {"6100": "crm_software"}},
@@ -210,15 +211,32 @@ def test_validate_reports_a_date_error_exits_1_and_touches_no_duckdb_file(tmp_pa
                            "columns": {"deal_id": "deal_ref", "stage": "status", "amount": "value",
                                        "created_at": "opened", "closed_at": "closed"}}]}
     write_config(tmp_path, config)
+
+
+AMBIGUOUS = ("column 'opened' (deals.created_at): every date reads either way (e.g. '02/01/2025'); set "
+             "sources.0.date_format: '%d/%m/%Y' (day first) or '%m/%d/%Y' (month first), or sources.0.dayfirst: "
+             "true or false")
+
+
+def test_validate_reports_a_date_error_exits_1_and_touches_no_duckdb_file(tmp_path: Path):
+    ambiguous_dates(tmp_path)
     duckdb.connect(str(tmp_path / "crm_roi.duckdb")).close()  # a warehouse from an earlier run
     before = files_under(tmp_path)
     done = crm_roi("validate", cwd=tmp_path)
     assert done.returncode == 1
     assert files_under(tmp_path) == before
-    assert ("error  deals exports/opportunities.csv: column 'opened' (deals.created_at): every date reads either "
-            "way (e.g. '02/01/2025'); set sources.0.date_format: '%d/%m/%Y' (day first) or '%m/%d/%Y' (month "
-            "first), or sources.0.dayfirst: true or false") in done.stdout.splitlines()
+    assert f"error  deals exports/opportunities.csv: {AMBIGUOUS}" in done.stdout.splitlines()
     assert done.stdout.splitlines()[-1] == "1 error(s): fix them and validate again"
+
+
+@pytest.mark.slow
+def test_run_on_ambiguous_dates_stops_with_one_line(tmp_path: Path):
+    ambiguous_dates(tmp_path)
+    done = crm_roi("run", cwd=tmp_path)
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: opportunities.csv: {AMBIGUOUS}"), line
 
 
 def test_version_is_the_package_version(tmp_path: Path):
