@@ -52,7 +52,6 @@ ENTITY_WORDS = {
 ID_WORDS = re.compile(r"(ref|reference|no|nr|number|num|key)$")  # "Opportunity Ref", "Deal No" name like an id
 REQUIRED_STREAMS = ("deals", "finance_gl")  # a config must have them: taken when half their columns are found
 VENDOR_PROFILES = ("hubspot_export", "salesforce_export", "pipedrive_export")
-PLACEHOLDER_WON = "(won stages)"
 CRM_WORDS = re.compile(r"\bcrm\b|salesforce|hubspot|pipedrive|zoho|dynamics 365", re.I)
 # Among CRM costs, the first category whose words appear; other CRM costs are crm_software.
 CRM_CATEGORIES = (
@@ -244,10 +243,9 @@ class SourcePlan:
                     self.missing.setdefault(col, (stream, first))
 
     def reading_profile(self, with_map: bool = True) -> Profile:
-        """The profile as the config will read the files. The custom profile derives is_closed and
-        is_won from won stages not known yet: a placeholder keeps the files readable meanwhile."""
+        """The profile as the config will read the files (won and lost stages are not known yet)."""
         columns = {col: g.header for col, g in self.columns.items()} if with_map else {}
-        return resolve_profile(self.profile, columns, [PLACEHOLDER_WON] if self.profile == "custom" else [], [])
+        return resolve_profile(self.profile, columns, [], [])
 
     def exports(self) -> list[ExportFile]:
         """Every file of the source as the config reads it (so far: required columns may be missing)."""
