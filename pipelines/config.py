@@ -79,7 +79,8 @@ Dayfirst = Annotated[bool | None, Field(description=(
     "Instead of date_format: `true` reads ambiguous dates like 06/07/2025 as 6 July, `false` as June 7."))]
 KEY_COLUMNS = tuple(s.key for s in CANONICAL_STREAMS.values() if s.key)
 ColumnMap = Annotated[dict[str, str | list[str]], Field(description=(
-    "Canonical column -> the file's header (matched ignoring case, spaces and punctuation). A key column "
+    "Canonical column -> the one header it is read from, instead of the profile's (matched ignoring case, "
+    "spaces and punctuation). A key column "
     f"({', '.join(KEY_COLUMNS)}) may name a list of headers when the export has no id: the key is then the "
     "first 32 hex digits of SHA-256 over their trimmed values joined by U+001F, so it changes if one of "
     "those values is edited in the CRM."))]

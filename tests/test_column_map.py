@@ -38,11 +38,12 @@ def config(source: dict) -> dict:
 
 @pytest.fixture
 def run(tmp_path: Path, run_config):
-    """Copy a fixture folder to exports/ and run the pipeline with `source`."""
+    """Copy a fixture folder (if named) to exports/ and run the pipeline with `source`."""
     (tmp_path / "gl.csv").write_text(GL, encoding="utf-8")
 
     def _run(fixture: str, source: dict) -> duckdb.DuckDBPyConnection:
-        shutil.copytree(FIXTURES / fixture, tmp_path / "exports")
+        if fixture:
+            shutil.copytree(FIXTURES / fixture, tmp_path / "exports")
         return run_config(config(source))
 
     return _run
@@ -79,9 +80,21 @@ def test_a_missing_column_names_the_closest_header(run):
     with pytest.raises(ExportFileError) as missing:
         run("custom_spacing", source)
     assert str(missing.value) == (
-        "opportunities.csv: column 'closing_date' or 'closed_at' (deals.closed_at) is missing; the file has: "
+        "opportunities.csv: column 'closing_date' (deals.closed_at) is missing; the file has: "
         "Deal ID, DEAL STAGE, Deal-Value, Create Date, Close Date; did you mean 'Close Date'?"
     )
+
+
+def test_a_mapped_column_is_read_from_its_header_only(run, tmp_path):
+    # amount is mapped to 'Net Value'; the file's 'Amount' (gross) must not fill in where it is empty.
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "deals.csv").write_text(
+        "deal_id,status,Net Value,Amount,created_at,closed_at\n"
+        "N-1,Won,900,1000,2025-02-01,2025-03-01\nN-2,Won,,500,2025-02-02,2025-03-02\n", encoding="utf-8")
+    source = {"profile": "custom", "won_stages": ["Won"], "currency": "USD",
+              "columns": {"stage": "status", "amount": "Net Value"}}
+    con = run("", source)
+    assert deals(con, "deal_id, amount") == [("N-1", 900.0), ("N-2", None)]
 
 
 def test_two_headers_that_match_one_name_are_an_error(tmp_path):

@@ -45,12 +45,15 @@ class Profile:
     deleted_values: tuple[str, ...] = ()
     # Report exports end in short footer lines; reading those needs padding (and a serial read).
     has_footer: bool = False
+    # Columns the user's column map names: read from that header only.
+    mapped: frozenset[str] = frozenset()
 
     def headers_for(self, stream: str) -> dict[str, tuple[str, ...]]:
-        """Accepted headers per canonical column; canonical names are always accepted."""
+        """Accepted headers per canonical column; the canonical name is accepted too, unless the
+        column is mapped (a mapped header that is empty must not fall back to another column)."""
         own = self.headers.get(stream, {})
         canonical = CANONICAL_STREAMS[stream].columns
-        return {col: (*own.get(col, ()), col) for col in canonical} | {
+        return {col: own[col] if col in self.mapped else (*own.get(col, ()), col) for col in canonical} | {
             col: heads for col, heads in own.items() if col not in canonical
         }
 
@@ -166,18 +169,18 @@ def resolve_profile(
 ) -> Profile:
     """The profile a source names, with the user's column map and won/lost stage lists applied.
 
-    `columns` maps a canonical name to a header (tried before the profile's own) or, for a
-    key column, to the list of headers whose values combined make the key.
+    `columns` maps a canonical name to the header that holds it (instead of the profile's) or,
+    for a key column, to the list of headers whose values combined make the key.
     """
     base = PROFILES[name]
+    mapped = {col: header for col, header in columns.items() if isinstance(header, str)}
     headers = {stream: dict(base.headers.get(stream, {})) for stream in CANONICAL_STREAMS}
     for stream, own in headers.items():
-        for col, header in columns.items():
-            if isinstance(header, str) and col in CANONICAL_STREAMS[stream].columns:
-                own[col] = (header, *own.get(col, ()))
+        own.update({col: (header,) for col, header in mapped.items() if col in CANONICAL_STREAMS[stream].columns})
     return replace(
         base,
         headers=headers,
+        mapped=frozenset(mapped),
         composite={col: tuple(parts) for col, parts in columns.items() if not isinstance(parts, str)},
         won_values=tuple(won_stages) or base.won_values,
         lost_values=tuple(lost_stages) or base.lost_values,
