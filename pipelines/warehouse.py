@@ -157,8 +157,9 @@ def connect(
 @contextmanager
 def in_memory(settings: Settings | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A warehouse that lives in memory only, prepared as `connect` prepares a file: for checks
-    that must not create or touch any file (`crm-roi validate`, `crm-roi init`)."""
-    con = duckdb.connect(":memory:")
+    that must not create or touch any file (`crm-roi validate`, `crm-roi init`); with no temp
+    directory DuckDB cannot spill to disk either."""
+    con = duckdb.connect(":memory:", config={"temp_directory": ""})
     try:
         con.execute(f"ATTACH ':memory:' AS {RAW_CATALOG}")
         _prepare(con, settings, read_only=False)
