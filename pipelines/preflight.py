@@ -23,7 +23,14 @@ from connectors.files.reader import ExportFileError
 from pipelines.checks import run_checks
 from pipelines.config import ConfigError, Settings, config_path, load_settings
 from pipelines.models import REGISTRY
-from pipelines.raw_files import Landed, land_file, required_streams_present, stream_inputs
+from pipelines.raw_files import (
+    Landed,
+    land_file,
+    required_streams_present,
+    stream_inputs,
+    unmatched_files,
+    unmatched_message,
+)
 from pipelines.transform import build_staging
 from pipelines.warehouse import in_memory
 
@@ -145,6 +152,8 @@ def preflight(config_file: str | Path | None = None) -> list[Finding]:
         findings.append(Finding(NOTE, str(file), f"TODO left on {_lines(todos)}"))
     findings += [Finding(NOTE, name, "a live API source: not contacted by validate") for name, _ in
                  settings.api_sources()]
+    findings += [Finding(NOTE, source, unmatched_message(source, names).removeprefix(f"{source}: "))
+                 for source, names in unmatched_files(settings).items()]
     try:
         required_streams_present(settings)
     except ExportFileError as exc:

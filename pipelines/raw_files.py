@@ -112,6 +112,10 @@ def unmatched_files(settings: Settings) -> dict[str, list[str]]:
     return unmatched
 
 
+def unmatched_message(source: str, names: list[str]) -> str:
+    return f"{source}: no stream reads {', '.join(names)} (name a file under the source's files: to load it)"
+
+
 def stream_inputs(settings: Settings, stream: str) -> list[StreamInput]:
     """Every source that provides `stream`, with its files."""
     if stream == "finance_gl":

@@ -37,9 +37,9 @@ from connectors.files.profiles import PROFILES, Profile, normalise_header, resol
 from connectors.files.reader import ExportFile, ExportFileError, landing_query, quote_identifier, read_export, sniff
 from connectors.files.synonyms import LOST_STAGE_WORDS, WON_STAGE_WORDS, synonyms
 from pipelines.config import DEFAULT_CONFIG_FILE
+from pipelines.raw_files import EXPORT_SUFFIXES
 from pipelines.warehouse import in_memory
 
-EXPORT_SUFFIXES = (".csv", ".tsv", ".txt")
 CLOSE_MATCH = 0.85  # how alike (difflib ratio, normalised) a header must be to a synonym to be guessed
 # Words a header may start with that only name the record ("Opportunity Title", "Journal No").
 ENTITY_WORDS = {
