@@ -23,10 +23,10 @@ class CanonicalStream:
 
     `required`: the others are optional (is_deleted defaults to false, updated_at to
     the later of created_at and closed_at, currency to the profile's or the base
-    currency, the rest to null). `key`: the column whose text names one record, so
-    rows with the same key are versions of it; None where a record is named by
-    several columns or a parsed value (fx_rates, crm_usage) or rows are events
-    (deal_stage_history).
+    currency, a customer's is_customer to true, the rest to null). `key`: the
+    column whose text names one record, so rows with the same key are versions of
+    it; None where a record is named by several columns or a parsed value
+    (fx_rates, crm_usage) or rows are events (deal_stage_history).
     """
 
     name: str
@@ -44,7 +44,7 @@ CANONICAL_STREAMS: dict[str, CanonicalStream] = {
                 "deal_id": TEXT, "deal_name": TEXT, "account_id": TEXT, "owner_id": TEXT,
                 "pipeline": TEXT, "stage": TEXT, "is_closed": BOOL, "is_won": BOOL,
                 "amount": NUMBER, "currency": TEXT, "created_at": TIMESTAMP,
-                "closed_at": TIMESTAMP, "updated_at": TIMESTAMP, "is_deleted": BOOL,
+                "closed_at": TIMESTAMP, "updated_at": TIMESTAMP, "is_deleted": BOOL, "segment": TEXT,
             },
             required=("deal_id", "created_at", "closed_at", "amount", "is_closed", "is_won"),
             key="deal_id",
@@ -59,6 +59,9 @@ CANONICAL_STREAMS: dict[str, CanonicalStream] = {
             {
                 "customer_id": TEXT, "name": TEXT, "started_at": TIMESTAMP,
                 "churned_at": TIMESTAMP, "mrr": NUMBER, "is_deleted": BOOL,
+                # A CRM's accounts land whether or not they are customers: is_customer is what the
+                # CRM says (null: yes), created_at when the record was made; staging decides.
+                "is_customer": BOOL, "created_at": TIMESTAMP,
             },
             required=("customer_id", "started_at", "churned_at"),
             key="customer_id",

@@ -21,8 +21,9 @@ import duckdb
 import pyarrow as pa
 
 from connectors.contract import API_STREAM_TABLES, CANONICAL_STREAMS
-from connectors.http import ApiError
+from connectors.http import ApiError, RequestStats
 from connectors.records import ApiSource, TableRows
+from pipelines.progress import progress
 from pipelines.warehouse import transaction
 
 
@@ -155,6 +156,12 @@ def _mark_gone(con: duckdb.DuckDBPyConnection, source: str, table: str, since_ba
     return gone
 
 
+def _sync_detail(result: SyncResult, stats: RequestStats) -> str:
+    """Pages, requests, retries and time spent waiting on the vendor's rate limit so far."""
+    return (f"{result.pages:,} pages, {stats.requests:,} requests, {stats.retries:,} retries, "
+            f"{stats.throttled_seconds + stats.backoff_seconds:,.1f} s waiting on rate limits and backoff")
+
+
 def sync_stream(con: duckdb.DuckDBPyConnection, source_name: str, connector: ApiSource,
                 stream: str, full: bool = False) -> SyncResult:
     """Pull one stream page by page; each page and its cursor commit together.
@@ -169,22 +176,25 @@ def sync_stream(con: duckdb.DuckDBPyConnection, source_name: str, connector: Api
     cursor = None if full else stored_cursor
     # The first batch of the full sync this one is (set by its first page) or resumes; None if neither.
     full_from = None if cursor is None else stored_full_from
-    try:
-        for page in connector.read(stream, cursor):
-            with transaction(con):
-                batch_id = _next_batch(con)
-                if cursor is None and full_from is None:
-                    full_from = batch_id
-                for table, part in page.tables.items():
-                    _upsert(con, source_name, table, batch_id, part, result)
-                if page.cursor is not None:
-                    _write_cursor(con, source_name, stream, page.cursor, full_from)
-                    result.cursor_after = page.cursor
-            result.pages += 1
-    except ApiError as exc:
-        # A quota, an outage or bad credentials stop this stream; pages committed so far
-        # and their cursor stay, and the next run resumes from there.
-        result.error = f"{type(exc).__name__}: {exc}"
+    with progress(f"{source_name}/{stream}", unit="records") as tracker:
+        try:
+            for page in connector.read(stream, cursor):
+                with transaction(con):
+                    batch_id = _next_batch(con)
+                    if cursor is None and full_from is None:
+                        full_from = batch_id
+                    for table, part in page.tables.items():
+                        _upsert(con, source_name, table, batch_id, part, result)
+                    if page.cursor is not None:
+                        _write_cursor(con, source_name, stream, page.cursor, full_from)
+                        result.cursor_after = page.cursor
+                result.pages += 1
+                records = page.tables.get(API_STREAM_TABLES[stream][0])  # the stream's own records
+                tracker.advance(len(records.rows) if records else 0, detail=_sync_detail(result, connector.stats))
+        except ApiError as exc:
+            # A quota, an outage or bad credentials stop this stream; pages committed so far
+            # and their cursor stay, and the next run resumes from there.
+            result.error = f"{type(exc).__name__}: {exc}"
     if full_from is not None and result.error is None:
         with transaction(con):
             for table in API_STREAM_TABLES[stream]:

@@ -1,13 +1,15 @@
 """`crm-roi`: start a config, check it, run the nightly job, the demo, or query the tables, from a shell.
 
 This module only parses arguments and prints; the work lives in starter_config.py,
-preflight.py, runner.py, demo.py and query.py. A user mistake (a bad config key, a missing column, bad SQL) prints
-one line and exits non-zero; tracebacks are for bugs.
+preflight.py, runner.py, demo.py, query.py, report/ and export.py. A user mistake (a
+bad config key, a missing column, bad SQL) prints one line and exits non-zero;
+tracebacks are for bugs.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -16,8 +18,11 @@ import duckdb
 from connectors.files.reader import ExportFileError
 from pipelines.config import ConfigError, load_settings
 from pipelines.demo import DemoUnavailable, run_demo, run_live_demo
+from pipelines.export import FORMATS, Format, export
+from pipelines.history import changes
 from pipelines.preflight import ERROR, preflight
 from pipelines.query import NoTables, NotAQuery, as_table, default_database, run_query, write_csv
+from pipelines.report import ReportError, default_report_dir, write_report
 from pipelines.runner import ChecksFailed, InstanceError, RunOutcome, run_nightly
 from pipelines.starter_config import InitError, write_starter_config
 from pipelines.summary import summary_lines
@@ -25,7 +30,7 @@ from pipelines.warehouse import WarehouseLocked
 
 # Errors a user can fix, printed as their one-line message.
 USER_ERRORS = (ConfigError, ExportFileError, WarehouseLocked, ChecksFailed, InstanceError, DemoUnavailable, NoTables,
-               NotAQuery, InitError)
+               NotAQuery, ReportError, InitError)
 
 
 def _report(outcome: RunOutcome) -> None:
@@ -103,21 +108,70 @@ def demo(db_path: str, live: bool) -> None:
     _report(outcome)
 
 
+def tables_options(command: Callable) -> Callable:
+    """`--db FILE | --config FILE`: the file to read, directly or the analysts' copy the config names."""
+    command = click.option("--db", "db_path", type=click.Path(dir_okay=False),
+                           help="DuckDB file to read directly.")(command)
+    return click.option("--config", "config_file", type=click.Path(dir_okay=False),
+                        help="Config file naming the DuckDB file (default: $CRM_ROI_CONFIG, else "
+                             "./crm_roi.yaml); its analysts' copy is read.")(command)
+
+
+def _tables_file(db_path: str | None, config_file: str | None) -> Path:
+    if db_path and config_file:
+        raise click.UsageError("give --db or --config, not both")
+    return Path(db_path) if db_path else default_database(config_file)
+
+
 @cli.command()
 @click.argument("sql")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False),
-              help="Config file naming the DuckDB file (default: $CRM_ROI_CONFIG, else ./crm_roi.yaml; "
-                   "without one, the demo's copy).")
-@click.option("--db", "db_path", type=click.Path(dir_okay=False), help="DuckDB file to query directly.")
+@tables_options
 @click.option("--format", "fmt", type=click.Choice(["table", "csv"]), default="table", show_default=True)
 def query(sql: str, config_file: str | None, db_path: str | None, fmt: str) -> None:
     """Run one read-only SQL query against the tables and print the result.
 
     Example: crm-roi query "SELECT period_start, roi_pct FROM roi.rolling"
     """
-    path = Path(db_path) if db_path else default_database(config_file)
-    columns, rows = run_query(path, sql)
+    columns, rows = run_query(_tables_file(db_path, config_file), sql)
     if fmt == "csv":
+        write_csv(sys.stdout, columns, rows)
+    else:
+        click.echo(as_table(columns, rows))
+
+
+@cli.command()
+@tables_options
+@click.option("--out", "out_dir", type=click.Path(file_okay=False),
+              help="Folder for the page and the PNGs (default: <name>_report beside the DuckDB file).")
+def report(config_file: str | None, db_path: str | None, out_dir: str | None) -> None:
+    """Write the ROI report: one HTML page that opens offline, and a PNG per chart."""
+    published = _tables_file(db_path, config_file)
+    files = write_report(published, Path(out_dir) if out_dir else default_report_dir(published))
+    click.echo(f"report   {files.html}")
+    click.echo(f"charts   {len(files.images)} PNGs in {files.html.parent}")
+
+
+@cli.command("export")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@tables_options
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="xlsx", show_default=True,
+              help="xlsx: the KPI and ROI tables and the assumptions in one workbook; parquet, csv: every "
+                   "table of the analysts' copy, a file each.")
+def export_command(out_dir: str, config_file: str | None, db_path: str | None, fmt: Format) -> None:
+    """Write the tables for finance into OUT_DIR: a workbook, or one file per table."""
+    for path in export(_tables_file(db_path, config_file), Path(out_dir), fmt):
+        click.echo(str(path))
+
+
+@cli.command()
+@tables_options
+@click.option("--format", "fmt", type=click.Choice(["table", "csv"]), default="table", show_default=True)
+def diff(config_file: str | None, db_path: str | None, fmt: str) -> None:
+    """List what the last run changed in periods already complete (a restated month) since the run before."""
+    columns, rows = changes(_tables_file(db_path, config_file))
+    if not rows:
+        click.echo("no complete period changed between the last two runs")
+    elif fmt == "csv":
         write_csv(sys.stdout, columns, rows)
     else:
         click.echo(as_table(columns, rows))

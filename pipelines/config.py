@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -20,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
@@ -27,6 +29,7 @@ from pydantic import (
 
 from connectors.contract import CANONICAL_STREAMS, require_tls
 from connectors.files.dates import DAY_FIRST, DateSetting, format_order
+from connectors.salesforce.settings import CUSTOMER_TYPES
 
 if TYPE_CHECKING:
     from connectors.records import ApiSource
@@ -250,6 +253,11 @@ class SalesforceSource(_ApiSource):
         return require_tls(url, "login_url")
     api_version: str = Field("v61.0", pattern=r"^v\d+\.\d$", description="REST API version.")
     bulk: bool = Field(False, description="Read opportunities with Bulk API 2.0 (large orgs).")
+    customer_types: list[Annotated[str, StringConstraints(min_length=1)]] = Field(
+        list(CUSTOMER_TYPES), description=(
+            "Account `Type` values that make an account a customer (also without a won opportunity, counted "
+            "from its creation unless `columns` maps started_at). An account with a won opportunity is a "
+            "customer whatever its Type; prospects, partners, competitors and the rest are not."))
 
     @model_validator(mode="after")
     def _some_credentials(self) -> SalesforceSource:
@@ -266,7 +274,7 @@ class SalesforceSource(_ApiSource):
         secrets = {key: read_secret(getattr(self, key)) if getattr(self, key) else None
                    for key in ("token", "client_id", "client_secret", "refresh_token")}
         return Connector(login_url=self.login_url, api_version=self.api_version, use_bulk=self.bulk,
-                         **secrets, **options)
+                         customer_types=self.customer_types, **secrets, **options)
 
 
 class PipedriveSource(_ApiSource):
@@ -321,6 +329,56 @@ class FinanceConfig(_ReadsExports):
         return {str(k): v for k, v in accounts.items()}
 
 
+class ControlGroup(_Strict):
+    """The deals that did not get the CRM: their revenue tells what the market did meanwhile."""
+
+    column: Literal["segment", "pipeline", "owner_id"] = Field("segment", description=(
+        "The deals column that names the control group."))
+    values: list[str] = Field(min_length=1, description=(
+        "Values of that column that make a deal part of the control group; every other deal is treated."))
+
+
+class Counterfactual(_Strict):
+    """What revenue would have been without the CRM, against which incremental revenue is measured."""
+
+    method: Literal["flat", "seasonal", "trend", "control"] = Field("flat", description=(
+        "`flat`: the baseline's mean revenue per period; `seasonal`: the same period of the last baseline "
+        "year, grown by the baseline's year-on-year growth; `trend`: a constant growth rate (and, with 24 "
+        "baseline months, seasonal terms) fitted to ln revenue over the baseline; `control`: the treated "
+        "deals' baseline scaled by the control group's revenue (see docs/roi-methods.md)."))
+    control: ControlGroup | None = Field(None, description=(
+        "The control group (method `control`; with another method it adds control to roi.sensitivity)."))
+    normalise_by: Literal["active_owners"] | None = Field(None, description=(
+        "`active_owners`: apply the method to revenue per active owner (an owner with a deal created or "
+        "closed in the period) and multiply by the period's active owners, so a bigger team is not credited "
+        "to the CRM."))
+
+    @model_validator(mode="after")
+    def _control_needs_a_group(self) -> Counterfactual:
+        if self.method == "control" and self.control is None:
+            raise ValueError("method control needs control: {column: segment, values: [...]} naming the "
+                             "deals that did not get the CRM")
+        return self
+
+
+class Uncertainty(_Strict):
+    """The bootstrap behind the p05/p50/p95 columns of roi.summary."""
+
+    draws: int = Field(1000, ge=0, le=100_000, description=(
+        "Poisson bootstrap draws over won deals; 0 turns it off (the percentile columns are null)."))
+    seed: int = Field(42, ge=0, le=2**31 - 1, description=(
+        "Seed of the draws: the same seed gives the same percentiles."))
+
+
+class Tei(_Strict):
+    """The Forrester Total Economic Impact view in roi.tei."""
+
+    horizon_years: int = Field(3, ge=1, le=10, description=(
+        "Years after go-live the view covers; years not yet observed are projected from the trailing run-rate."))
+    cost_risk_adjustment: float = Field(0.0, ge=0, le=1, description=(
+        "Uplift on costs for the risk of overruns (TEI style): costs x (1 + this)."))
+
+
 class Settings(_Strict):
     """Everything one run needs: the method's parameters, sources and finance."""
 
@@ -337,6 +395,11 @@ class Settings(_Strict):
     discount_rate: float = Field(0.10, ge=0, le=1, description="Annual rate for NPV.")
     arpa_monthly: float | None = Field(None, ge=0, description=(
         "Revenue per customer per month; enables the retention benefit."))
+    counterfactual: Counterfactual = Field(default_factory=Counterfactual, description=(
+        "How expected revenue without the CRM is estimated (default `flat`: the baseline mean)."))
+    uncertainty: Uncertainty = Field(default_factory=Uncertainty, description=(
+        "The bootstrap interval of incremental revenue and ROI."))
+    tei: Tei = Field(default_factory=Tei, description="The Total Economic Impact view (roi.tei).")
     max_rejected_share: float = Field(0.2, ge=0, le=1, description=(
         "Largest share of the rows a run lands for one table from one source that may be quarantined; above it "
         "the run fails (a blocking check), the analysts' copy keeps the last good run and the landed rows stay "
@@ -345,6 +408,8 @@ class Settings(_Strict):
     full_sync_cron: str | None = Field(None, description=(
         "Cron of the `full_sync_schedule` (UTC), e.g. `0 4 * * 0`: the nightly job with every API stream read "
         "in full, the one way to notice records the CRM purged. Needs an API source."))
+    owners: list[str] = Field(["team:data"], min_length=1, description=(
+        "Owners of every Dagster asset, shown in the UI: `team:NAME` or an email address."))
     memory_limit: str = Field("512MB", pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$", description=(
         "DuckDB's buffer for a run; beyond it DuckDB spills to a temp folder beside the file. Python, Dagster "
         "and Pandera add about 350 MB."))
@@ -364,11 +429,38 @@ class Settings(_Strict):
             raise ValueError(f"'{cron}' is not a five-field cron expression")
         return cron
 
+    @field_validator("owners")
+    @classmethod
+    def _owner_names(cls, owners: list[str]) -> list[str]:
+        for owner in owners:
+            team = owner.removeprefix("team:")
+            if not ((owner.startswith("team:") and team.replace("_", "a").replace("-", "a").isalnum())
+                    or re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", owner)):
+                raise ValueError(f"'{owner}' is neither team:NAME (letters, digits, _ and -) nor an email address")
+        return owners
+
     @model_validator(mode="after")
     def _full_sync_needs_an_api_source(self) -> Settings:
         if self.full_sync_cron is not None and not self.api_sources():
             raise ValueError("full_sync_cron is set but no source is a live CRM (hubspot, salesforce, "
                              "pipedrive): export files are reloaded with `crm-roi run --full-reload`")
+        return self
+
+    @model_validator(mode="after")
+    def _counterfactual_fits_the_baseline(self) -> Settings:
+        """Methods the baseline window cannot support fail here, before any data is read."""
+        method, periods = self.counterfactual.method, self.baseline_periods
+        months = periods * self.months_per_period
+        if method == "seasonal" and self.period == "week":
+            raise ValueError("counterfactual.method: seasonal needs month or quarter periods (weeks do not "
+                             "repeat on the same dates each year); use trend or flat with period week")
+        if method == "seasonal" and months < 12:
+            raise ValueError(f"counterfactual.method: seasonal needs 12 baseline months to find each period's "
+                             f"month of the year, the baseline window holds {months:g} whole months "
+                             "(raise baseline_months)")
+        if method == "trend" and periods < 3:
+            raise ValueError(f"counterfactual.method: trend needs at least 3 baseline periods to fit a growth "
+                             f"rate, the baseline window holds {periods} (raise baseline_months)")
         return self
 
     @model_validator(mode="after")
@@ -431,6 +523,30 @@ class Settings(_Strict):
     @property
     def months_per_period(self) -> float:
         return MONTHS_PER_PERIOD[self.period]
+
+    @property
+    def baseline_periods(self) -> int:
+        """Whole periods inside [baseline_start, go_live): the ones kpi.baseline and the counterfactual use."""
+        start, count = period_start(self.baseline_start, self.period), 0
+        while (end := next_period_start(start, self.period)) <= self.go_live:
+            count += start >= self.baseline_start
+            start = end
+        return count
+
+
+def period_start(day: dt.date, period: str) -> dt.date:
+    """The first day of the calendar month, calendar quarter or ISO week holding `day`."""
+    if period == "week":
+        return day - dt.timedelta(days=day.weekday())
+    month = day.month if period == "month" else 3 * ((day.month - 1) // 3) + 1
+    return dt.date(day.year, month, 1)
+
+
+def next_period_start(start: dt.date, period: str) -> dt.date:
+    if period == "week":
+        return start + dt.timedelta(days=7)
+    months = start.year * 12 + start.month - 1 + (1 if period == "month" else 3)
+    return dt.date(months // 12, months % 12 + 1, 1)
 
 
 def within_roots(path: Path, roots: list[Path]) -> bool:

@@ -7,6 +7,7 @@ imported; a broken config fails that load with its one-line error, shown in the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 
 import dagster as dg
@@ -14,6 +15,7 @@ import dagster as dg
 from pipelines.assets.api import api_assets, api_deps_by_table
 from pipelines.assets.marts import mart_assets
 from pipelines.assets.raw import raw_assets
+from pipelines.assets.report import REPORT_KEY, report
 from pipelines.assets.staging import staging_assets
 from pipelines.config import Settings, load_settings
 from pipelines.logs import file_log
@@ -24,11 +26,22 @@ from pipelines.sensors import nightly_failure_alert
 NIGHTLY_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=timedelta(hours=26), warn_window=timedelta(hours=25))
 
 
-def _fresh_nightly(spec: dg.AssetSpec) -> dg.AssetSpec:
-    """Freshness applied once, by layer, rather than repeated on every asset."""
-    if spec.group_name in ("kpi", "roi", "publish"):
-        return spec.replace_attributes(freshness_policy=NIGHTLY_FRESHNESS)
-    return spec
+def _cross_cutting(owners: list[str]) -> Callable[[dg.AssetSpec], dg.AssetSpec]:
+    """Owners, kinds and freshness applied once, by layer, rather than repeated on every asset.
+
+    Every asset but the report writes the DuckDB files; staging rows pass a Pandera contract;
+    KPI, ROI and what is published from them go stale after a missed night.
+    """
+    def apply(spec: dg.AssetSpec) -> dg.AssetSpec:
+        kinds = set() if spec.key == REPORT_KEY else {"duckdb"}
+        if spec.group_name == "staging":
+            kinds.add("pandera")
+        spec = spec.merge_attributes(owners=owners, kinds=kinds)
+        if spec.group_name in ("kpi", "roi", "publish"):
+            spec = spec.replace_attributes(freshness_policy=NIGHTLY_FRESHNESS)
+        return spec
+
+    return apply
 
 
 def full_reload_config(assets: list[dg.AssetsDefinition]) -> dict:
@@ -65,8 +78,8 @@ def build_defs(settings: Settings, key_prefix: str | None = None) -> dg.Definiti
             run_config=full_reload_config(api),
             description="The nightly job with every API stream read in full: marks deleted what the CRM purged.",
         ))
-    assets = [*raw_assets, *api, *staging_assets(api_deps_by_table(settings)),
-              *dg.map_asset_specs(_fresh_nightly, mart_assets)]
+    assets = dg.map_asset_specs(_cross_cutting(settings.owners),
+                                [*raw_assets, *api, *staging_assets(api_deps_by_table(settings)), *mart_assets, report])
     return dg.Definitions(
         assets=_prefixed(assets, key_prefix) if key_prefix else assets,
         jobs=[nightly],

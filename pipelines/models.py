@@ -136,6 +136,10 @@ KPIS = (
     Kpi("adoption_rate", "Active CRM users / licensed seats (summed over usage rows in the period).", "pooled"),
     Kpi("operating_cost", "GL lines in category operating_cost posted in the period (base currency).", "mean"),
     Kpi("crm_cost", "GL lines in every crm_* category posted in the period (base currency).", "mean"),
+    Kpi("open_deals_start", "Deals created before the period and not closed before it (the open pipeline).", "mean"),
+    Kpi("open_pipeline_value_start", "Base-currency amount of those open deals (a null amount adds 0).", "mean"),
+    Kpi("pipeline_velocity", "open_deals_start x win_rate x avg_deal_size / sales_cycle_days_mean: revenue the "
+        "pipeline yields per day; null when a term is null or 0.", "pooled"),
 )
 KPI_COLUMNS = tuple(k.name for k in KPIS)
 
@@ -178,6 +182,7 @@ STAGING = (
         "closed_at": "When the deal was closed (UTC); null while open.",
         "updated_at": "The version time that decided which copy of the deal won.",
         **_BATCH,
+        "segment": "The deal's segment (region, team, business unit), as exported; null when the export has none.",
     }, model="staging/deals", checks=(Check("schema", schemas.Deals),
                                       Check("amount_present", schemas.DealAmounts, blocking=False))),
     Table("staging.deal_stage_history", "When each deal entered each stage.", {
@@ -188,11 +193,13 @@ STAGING = (
         "exited_at": "The deal's next stage entry; null while in the stage.",
         **_BATCH,
     }, model="staging/deal_stage_history", checks=(Check("schema", schemas.DealStageHistory),)),
-    Table("staging.customers", "One row per customer.", {
+    Table("staging.customers", "One row per customer: a record its source flags a customer, or gives a "
+          "started_at, or names as the account of a won deal (prospects, partners and competitors are left out).", {
         **_SOURCE,
         "customer_id": "The customer's id in its source.",
         "name": "The customer's name.",
-        "started_at": "When the company became a customer (UTC).",
+        "started_at": "When the company became a customer (UTC): the record's own value, else the close of its "
+                      "first won deal in the same source, else (a customer its CRM flags) its creation.",
         "churned_at": "When it stopped being one (UTC); null while a customer.",
         "mrr": "Monthly recurring revenue, as exported.",
         "is_deleted": "Deleted or merged away: the customer counts nowhere.",
@@ -286,6 +293,12 @@ _RUNNING_SUMS = SqlCheck(
     "OR abs(cumulative_cost - running_cost) > 1e-6 * greatest(1, abs(running_cost))",
     blocking=True,
 )
+_EXPECTED_REVENUE_KNOWN = SqlCheck(
+    "expected_revenue_after_go_live",
+    "Every period after go-live has an expected revenue; one without (no whole baseline period, or a method "
+    "that cannot tell) counts its incremental revenue as 0.",
+    "SELECT period_start FROM roi.rolling WHERE period_start >= getvariable('go_live') AND expected_revenue IS NULL",
+)
 _SUMMARY_IS_LAST_PERIOD = SqlCheck(
     "summary_is_the_last_complete_period",
     "roi.summary's cumulative benefit and cost, ROI and NPV are those of the last complete roi.rolling row.",
@@ -338,6 +351,37 @@ MARTS = (
                 "WHERE kpi IN ('revenue_won', 'win_rate', 'churn_rate') ORDER BY period_start DESC, kpi",
     ),
     Table(
+        "kpi.periodic_by_segment",
+        "The deal KPIs of kpi.periodic per owner, per pipeline and per segment (the optional region or team of "
+        "deals), every period for every value seen.",
+        {
+            "segment_type": "What the rows are split by: 'owner_id', 'pipeline' or 'segment'.",
+            "segment": "The owner, pipeline or segment (null: deals without one).",
+            "period_start": "The period, as in kpi.periodic.",
+            "phase": "'baseline' before go-live, 'post_go_live' from the period starting on or after it.",
+            **{k.name: k.meaning for k in KPIS[:KPI_COLUMNS.index("sales_cycle_days_mean") + 1]},
+            "low_volume": "Fewer than 10 deals closed in the period: its rates move with a single deal.",
+        },
+        model="kpi/periodic_by_segment",
+        preview="SELECT segment_type, segment, period_start, deals_won, win_rate, revenue_won, low_volume "
+                "FROM kpi.periodic_by_segment WHERE NOT low_volume ORDER BY period_start DESC, revenue_won DESC",
+    ),
+    Table(
+        "kpi.data_quality",
+        "Rows of each staging table valid or quarantined, by reason, per period of the row's own date: the "
+        "accuracy and completeness of CRM data that moves ROI.",
+        {
+            "period_start": "The period of the row's own date (created_at, posted_on, ...); null when it did not "
+                            "parse or is implausible.",
+            "table_name": "The staging table.",
+            "reason": "Null: valid rows; else every rule the rows broke, as in quarantine.rejected_rows.",
+            "rows": "How many rows.",
+        },
+        model="kpi/data_quality",
+        preview="SELECT table_name, reason, sum(rows) AS rows FROM kpi.data_quality GROUP BY ALL "
+                "ORDER BY table_name, rows DESC",
+    ),
+    Table(
         "kpi.stage_durations",
         "Time in stage: per period and stage, how many deals left the stage and their median and mean days "
         "in it (from the stage history).",
@@ -353,12 +397,34 @@ MARTS = (
                 "ORDER BY period_start DESC, stage",
     ),
     Table(
+        "roi.counterfactual",
+        "Expected revenue without the CRM, per complete period, under every counterfactual method the data "
+        "supports (flat, seasonal, trend, control; see docs/roi-methods.md): the configured method's rows "
+        "value roi.rolling, the others roi.sensitivity.",
+        {
+            "method": "The counterfactual method: flat, seasonal, trend or control.",
+            "period_start": "A complete period of kpi.periodic.",
+            "in_baseline": "The period lies inside the baseline window: the method is fitted on these rows.",
+            "revenue_won": "The revenue the method values: every won deal's, or the treated group's under control.",
+            "control_revenue_won": "Won revenue of the control group (method control; null otherwise).",
+            "active_owners": "Owners with a deal created or closed in the period (of the treated group under "
+                             "control); the scale of E with normalise_by active_owners.",
+            "control_active_owners": "The same for the control group (method control; null otherwise).",
+            "expected_revenue": "E: revenue without the CRM under the method (on baseline rows, the method's fit); "
+                                "null when the method cannot tell.",
+        },
+        model="roi/counterfactual",
+        preview="SELECT method, period_start, revenue_won, expected_revenue FROM roi.counterfactual "
+                "WHERE NOT in_baseline ORDER BY period_start DESC, method",
+    ),
+    Table(
         "roi.rolling",
         "One row per complete period from the earlier of go-live and the first CRM cost: benefits, costs, "
         "cumulative ROI, trailing-12-month ROI, NPV and payback.",
         {
             "period_start": "A complete period, from the earlier of go-live and the first CRM cost.",
-            "incremental_revenue": "revenue_won - baseline revenue_won (0 before go-live).",
+            "incremental_revenue": "revenue_won - expected_revenue (0 before go-live); with method flat, "
+                                   "revenue_won - baseline revenue_won.",
             "benefit_revenue": "incremental_revenue x gross_margin x attribution_share.",
             "benefit_retention": "Customers saved so far x arpa_monthly x months per period x margin x share.",
             "benefit_cost_savings": "(baseline operating_cost - operating_cost) x attribution_share.",
@@ -373,11 +439,63 @@ MARTS = (
             "roi_trailing_12m": "Net ROI over the rows of the last 12 months up to this period.",
             "npv_cumulative": "Sum of net_benefit discounted at discount_rate per year from the first row.",
             "payback_reached": "cumulative_benefit >= cumulative_cost.",
+            "expected_revenue": "E, revenue without the CRM under counterfactual.method (roi.counterfactual); "
+                                "before go-live, the actual revenue (null before the baseline start).",
         },
         model="roi/rolling",
-        sql_checks=(_RUNNING_SUMS,),
+        sql_checks=(_RUNNING_SUMS, _EXPECTED_REVENUE_KNOWN),
         preview="SELECT period_start, benefit_total, cost_total, cumulative_benefit, cumulative_cost, roi, "
                 "payback_reached FROM roi.rolling ORDER BY period_start DESC",
+    ),
+    Table(
+        "roi.bootstrap",
+        "One row per draw of the Poisson bootstrap behind roi.summary's percentiles: every won deal weighted "
+        "Poisson(1), revenue, the counterfactual's fit and ROI computed again (retention, cost savings and "
+        "costs held); empty with uncertainty.draws 0.",
+        {
+            "draw": "Draw number, 1..uncertainty.draws.",
+            "incremental_revenue": "Cumulative incremental revenue after go-live in the draw; null when the "
+                                   "method cannot be fitted in it.",
+            "roi": "Net ROI at as_of in the draw.",
+        },
+        model="roi/bootstrap",
+        preview="SELECT * FROM roi.bootstrap ORDER BY draw LIMIT 20",
+    ),
+    Table(
+        "roi.sensitivity",
+        "The ROI at as_of when one assumption moves and the others stay as configured (a tornado chart): "
+        "gross_margin and attribution_share x0.8 and x1.2, risk_adjustment -0.1 and +0.1, and every "
+        "counterfactual method the data supports.",
+        {
+            "assumption": "gross_margin, attribution_share, risk_adjustment or counterfactual.",
+            "setting": "The move (x0.8, x1.2, -0.1, +0.1) or the counterfactual method.",
+            "value": "The assumption's value under the move (capped to [0, 1]); null for a method.",
+            "roi": "Net ROI at as_of under the move.",
+            "roi_pct": "100 x roi.",
+            "delta_roi": "roi - the configured ROI.",
+        },
+        model="roi/sensitivity",
+        preview="SELECT * FROM roi.sensitivity ORDER BY abs(delta_roi) DESC",
+    ),
+    Table(
+        "roi.tei",
+        "The Forrester Total Economic Impact view: per year 0..tei.horizon_years, risk-adjusted benefits and "
+        "costs, their present values and the cumulative NPV; years not fully observed projected from the "
+        "trailing 12 months' run-rate.",
+        {
+            "year": "0: before go-live; y: [go_live + y-1 years, go_live + y years).",
+            "year_start": "First day of the year (year 0: the first roi.rolling row, or go_live).",
+            "year_end": "First day after the year.",
+            "is_projected": "Part of the year is not observed yet: its months are projected from the run-rate "
+                            "of the trailing 12 complete months after go-live.",
+            "benefits": "Sum of benefit_total (risk-adjusted), plus the projection.",
+            "costs": "Sum of cost_total, plus the projection, x (1 + tei.cost_risk_adjustment).",
+            "pv_benefits": "benefits / (1 + discount_rate)^year.",
+            "pv_costs": "costs / (1 + discount_rate)^year.",
+            "cumulative_npv": "Running sum of pv_benefits - pv_costs.",
+        },
+        model="roi/tei",
+        preview="SELECT * FROM roi.tei ORDER BY year",
     ),
     Table(
         "roi.summary",
@@ -394,11 +512,49 @@ MARTS = (
             "gross_return_ratio": "Latest cumulative_benefit / cumulative_cost.",
             "payback_period_months": "Months from go-live to the first period with payback; null if none.",
             "npv": "Latest npv_cumulative.",
+            "counterfactual_method": "counterfactual.method: how expected revenue without the CRM was estimated.",
+            "incremental_revenue": "Cumulative incremental revenue after go-live (sum over roi.rolling).",
+            "incremental_revenue_p05": "5th percentile of incremental_revenue over the bootstrap draws "
+                                       "(roi.bootstrap); null with uncertainty.draws 0.",
+            "incremental_revenue_p50": "Median of incremental_revenue over the bootstrap draws.",
+            "incremental_revenue_p95": "95th percentile of incremental_revenue over the bootstrap draws.",
+            "roi_p05": "5th percentile of roi over the bootstrap draws.",
+            "roi_p50": "Median of roi over the bootstrap draws.",
+            "roi_p95": "95th percentile of roi over the bootstrap draws.",
+            "control_pretrend_slope": "Method control: least-squares slope per year of ln(treated / control "
+                                      "revenue) over the baseline (near 0: the groups moved in parallel).",
+            "tei_npv": "TEI net present value: total pv_benefits - total pv_costs of roi.tei.",
+            "tei_roi": "TEI ROI: tei_npv / total pv_costs.",
         },
         model="roi/summary",
         sql_checks=(_SUMMARY_IS_LAST_PERIOD,),
         preview="SELECT * FROM roi.summary",
     ),
+    Table(
+        "roi.assumptions",
+        "Every setting that moves the ROI figures, as the run used it: the cut-off, go-live, baseline, "
+        "margin, attribution, risk haircut, discount rate, retention value and the GL account map.",
+        {
+            "assumption": "The config key (a GL account as finance.accounts.<account>).",
+            "value": "Its value in the run, as text; null when not set.",
+        },
+        model="roi/assumptions",
+        preview="SELECT * FROM roi.assumptions",
+    ),
+)
+
+
+_RUN = {
+    "run_id": "The Dagster run that published the row.",
+    "run_at": "When that run published it (UTC).",
+}
+# Every published run's headline and complete periods, kept from one analysts' copy to the next (publish.py):
+# what a restated month (a deal reopened, a cost re-booked) changed is then visible (`crm-roi diff`).
+HISTORY = (
+    Table("history.roi_summary", "roi.summary as each run published it: the headline's history.",
+          {**_RUN, **next(t for t in MARTS if t.name == "roi.summary").columns}),
+    Table("history.kpi_periodic", "The complete periods of kpi.periodic as each run published them.",
+          {**_RUN, "as_of": "The as_of of that run.", **next(t for t in MARTS if t.name == "kpi.periodic").columns}),
 )
 
 
@@ -432,6 +588,10 @@ class Registry:
             if table.name == name:
                 return table
         raise KeyError(f"no table {name!r} in the registry")
+
+    def producers(self, table: str) -> list[str]:
+        """The tables whose assets write `table`: itself, or every staging table for the quarantine."""
+        return [t.name for t in self.staging] if table == QUARANTINE.name else [table]
 
     def describe(self, table: str, column: str) -> str | None:
         try:
@@ -467,5 +627,5 @@ def check_registry(registry: Registry) -> None:
             raise RegistryError(f"sql/{table.model}.sql reads {unknown[0]}, which is no table of the registry")
 
 
-REGISTRY = Registry(staging=_in_build_order(STAGING), marts=_in_build_order(MARTS), other=(QUARANTINE,))
+REGISTRY = Registry(staging=_in_build_order(STAGING), marts=_in_build_order(MARTS), other=(QUARANTINE, *HISTORY))
 check_registry(REGISTRY)

@@ -92,7 +92,7 @@ def _land_samples(con: duckdb.DuckDBPyConnection, settings: Settings) -> tuple[l
             for path in spec.files:
                 subject = f"{stream} {_shown(path)}"
                 try:
-                    result = land_file(con, spec, path, None if stream in READ_IN_FULL else SAMPLE_ROWS)
+                    result = land_file(con, spec, path, limit=None if stream in READ_IN_FULL else SAMPLE_ROWS)
                 except ExportFileError as exc:
                     findings.append(Finding(ERROR, subject, str(exc).removeprefix(f"{path.name}: ")))
                     continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
@@ -77,16 +78,19 @@ def run_query(path: Path, sql: str) -> tuple[list[str], list[tuple]]:
         return columns, cursor.fetchall()
 
 
+def looks_like_formula(value: object) -> bool:
+    """Text a spreadsheet would run as a formula (OWASP CSV injection). Numbers, dates and nulls
+    never are: a negative number is data, not a formula."""
+    return isinstance(value, str) and value.startswith(FORMULA_PREFIXES)
+
+
 def spreadsheet_safe(value: object) -> object:
-    """CSV injection guard (OWASP): a text cell a spreadsheet would run as a formula gets a
-    leading single quote, so `=HYPERLINK(...)` from a CRM field is shown, never evaluated.
-    Numbers, dates and nulls pass unchanged (a negative number is data, not a formula)."""
-    if isinstance(value, str) and value.startswith(FORMULA_PREFIXES):
-        return "'" + value
-    return value
+    """CSV injection guard: formula-like text gets a leading single quote, so `=HYPERLINK(...)`
+    from a CRM field is shown, never evaluated."""
+    return "'" + value if looks_like_formula(value) else value
 
 
-def write_csv(out: TextIO, columns: list[str], rows: list[tuple]) -> None:
+def write_csv(out: TextIO, columns: list[str], rows: Iterable[tuple]) -> None:
     writer = csv.writer(out)
     writer.writerow([spreadsheet_safe(c) for c in columns])
     writer.writerows([spreadsheet_safe(v) for v in row] for row in rows)

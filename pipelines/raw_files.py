@@ -37,6 +37,7 @@ from pipelines.config import (
     outside_roots_message,
     within_roots,
 )
+from pipelines.progress import Tracker, progress, watch_statement
 from pipelines.warehouse import transaction
 
 
@@ -148,13 +149,15 @@ class Landed(NamedTuple):
 
 
 def land_file(
-    con: duckdb.DuckDBPyConnection, spec: StreamInput, path: Path, limit: int | None = None
+    con: duckdb.DuckDBPyConnection, spec: StreamInput, path: Path, tracker: Tracker | None = None,
+    limit: int | None = None,
 ) -> Landed:
-    """Append one file (or its first `limit` rows) to raw.<stream>.
+    """Append one file (or its first `limit` rows) to raw.<stream>, its progress on `tracker`.
 
     The day/month order of its dates is decided from the file first, so a value is never
     read in the wrong order: an undecidable column stops the load, naming file and column.
     """
+    tracker = tracker or Tracker(path.name, None, "bytes")
     export = read_export(path, spec.stream, spec.profile)
     try:
         dates = decide_dates(con, export, spec.dates)
@@ -166,11 +169,12 @@ def land_file(
     columns = ", ".join(CANONICAL_STREAMS[spec.stream].columns)
     try:
         # The stream and its columns come from the contract; values are bound.
-        rows = con.execute(
-            f"INSERT INTO raw.{spec.stream} ({columns}, _source, _file, _batch_id, _loaded_at) "  # noqa: S608
-            f"SELECT {columns}, $source, $file, $batch, now()::TIMESTAMP FROM ({select})",
-            {**params, "source": spec.source, "file": path.name, "batch": batch_id},
-        ).fetchone()[0]
+        with watch_statement(con, tracker, tracker.completed, path.stat().st_size):
+            rows = con.execute(
+                f"INSERT INTO raw.{spec.stream} ({columns}, _source, _file, _batch_id, _loaded_at) "  # noqa: S608
+                f"SELECT {columns}, $source, $file, $batch, now()::TIMESTAMP FROM ({select})",
+                {**params, "source": spec.source, "file": path.name, "batch": batch_id},
+            ).fetchone()[0]
     except duckdb.Error as exc:
         raise ExportFileError(csv_error_message(path, exc)) from None
     _number_lines(con, spec.stream, batch_id, rows)
@@ -201,7 +205,9 @@ def load_stream(
 ) -> LoadResult:
     """Load the files of one source's stream that are new, all in one transaction."""
     result = LoadResult()
-    with transaction(con):
+    sizes = {path: path.stat().st_size for path in spec.files}
+    with (progress(f"raw/{spec.stream} ({spec.source})", total=sum(sizes.values()), unit="bytes") as tracker,
+          transaction(con)):
         if full_reload:
             con.execute(f"DELETE FROM raw.{spec.stream} WHERE _source = ?", [spec.source])  # noqa: S608
             con.execute(
@@ -216,11 +222,14 @@ def load_stream(
                 [spec.source, spec.stream],
             ).fetchall()
         }
-        for path in spec.files:
+        for number, path in enumerate(spec.files, start=1):
+            tracker.update(tracker.completed, detail=f"file {number} of {len(spec.files)}: {path.name}")
+            done = tracker.completed + sizes[path]
             stat = path.stat()
             known = seen.get(path.name)
             if known and (known.size, known.modified_ns) == (stat.st_size, stat.st_mtime_ns):
                 result.files_skipped.append(path.name)  # as loaded: same size, not modified since
+                tracker.update(done)
                 continue
             digest = sha256_of(path)
             if known and known.sha256 == digest:
@@ -230,13 +239,14 @@ def load_stream(
                     [stat.st_mtime_ns, spec.source, spec.stream, path.name],
                 )
                 result.files_skipped.append(path.name)
+                tracker.update(done)
                 continue
             if known:
                 raise ExportFileError(
                     f"{path.name}: changed since it was loaded; "
                     "export under a new name or run with --full-reload"
                 )
-            batch_id, rows, *_ = land_file(con, spec, path)
+            batch_id, rows, *_ = land_file(con, spec, path, tracker)
             con.execute(
                 "INSERT INTO raw.loaded_files (source, stream, file_name, sha256, size_bytes, row_count, "
                 "batch_id, loaded_at, modified_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -245,6 +255,7 @@ def load_stream(
             )
             result.files_loaded.append(path.name)
             result.rows_loaded += rows
+            tracker.update(done)
     return result
 
 

@@ -14,7 +14,18 @@ from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from connectors.contract import CANONICAL_STREAMS
-from pipelines.config import FilesSource, FinanceConfig, HubSpotSource, PipedriveSource, SalesforceSource, Settings
+from pipelines.config import (
+    ControlGroup,
+    Counterfactual,
+    FilesSource,
+    FinanceConfig,
+    HubSpotSource,
+    PipedriveSource,
+    SalesforceSource,
+    Settings,
+    Tei,
+    Uncertainty,
+)
 from pipelines.models import REGISTRY, Table
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -42,6 +53,7 @@ def _fields(model: type[BaseModel], prefix: str = "", skip: tuple[str, ...] = ()
 def configuration() -> str:
     header = ["| key | default | meaning |", "|---|---|---|"]
     common = ("name", "base_url", "columns", "lookback_minutes", "retry_attempts", "retry_max_wait_seconds")
+    sections = ("counterfactual", "uncertainty", "tei")
     parts = [
         GENERATED,
         "# Configuration reference",
@@ -53,8 +65,18 @@ def configuration() -> str:
         "",
         "## Top level",
         "",
-        *header, *_fields(Settings, skip=("finance", "sources")),
+        *header, *_fields(Settings, skip=("finance", "sources", *sections)),
         f"| `sources` | required | {Settings.model_fields['sources'].description} See below. |",
+        *(f"| `{name}` | | {Settings.model_fields[name].description} See below. |" for name in sections),
+        "",
+        "## `counterfactual`, `uncertainty`, `tei`",
+        "",
+        "How incremental revenue is measured and how sure it is; what each method assumes is in "
+        "[roi-methods.md](roi-methods.md).",
+        "",
+        *header, *_fields(Counterfactual, "counterfactual."),
+        *_fields(ControlGroup, "counterfactual.control."),
+        *_fields(Uncertainty, "uncertainty."), *_fields(Tei, "tei."),
         "",
         "## `finance`",
         "",
@@ -78,7 +100,9 @@ def configuration() -> str:
 
 
 def _table(table: Table) -> list[str]:
-    origin = f"Model: `sql/{table.model}.sql`." if table.model else "Written by the staging build."
+    origin = (f"Model: `sql/{table.model}.sql`." if table.model else
+              "Kept in the analysts' copy by each publish." if table.schema == "history" else
+              "Written by the staging build.")
     checks = [*(f"`pandera_{c.name}`" for c in table.checks), *(f"`{c.name}`" for c in table.sql_checks)]
     origin += f" Checks: {', '.join(checks)}." if checks else ""
     reads = f" Reads {', '.join(f'`{t}`' for t in sorted(table.reads))}." if table.reads else ""
@@ -97,8 +121,8 @@ def tables() -> str:
         "timestamps are UTC. Analysts open the published copy, `<duckdb_path>.published.duckdb`.",
         "",
     ]
-    for title, schema in (("KPI tables", "kpi"), ("ROI tables", "roi"), ("Staging tables", "staging"),
-                          ("Quarantine", "quarantine")):
+    for title, schema in (("KPI tables", "kpi"), ("ROI tables", "roi"), ("History of published runs", "history"),
+                          ("Staging tables", "staging"), ("Quarantine", "quarantine")):
         parts += [f"## {title}", ""]
         for table in REGISTRY.tables:
             if table.schema == schema:

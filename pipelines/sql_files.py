@@ -102,8 +102,8 @@ def _constant(node: dict) -> str | None:
 
 
 def _select_list(name: str, node: dict) -> tuple[str, ...]:
-    while node.get("type") == "SET_OPERATION_NODE":
-        node = node["left"]
+    while node.get("type") == "SET_OPERATION_NODE":  # a UNION names its columns in its first branch
+        node = node.get("left") or node["children"][0]
     columns = []
     for expression in node.get("select_list", []):
         if expression.get("alias"):

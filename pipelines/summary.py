@@ -5,6 +5,7 @@ from __future__ import annotations
 import duckdb
 
 from pipelines.config import Settings
+from pipelines.report import PAGE_NAME, default_report_dir
 
 
 def summary_lines(settings: Settings, files: dict[str, dict[str, list[str]]]) -> list[str]:
@@ -21,10 +22,10 @@ def summary_lines(settings: Settings, files: dict[str, dict[str, list[str]]]) ->
             "SELECT table_name, count(*) FROM quarantine.rejected_rows GROUP BY ALL ORDER BY 1"
         ).fetchall()
         roi = con.execute(
-            "SELECT cumulative_benefit, cumulative_cost, roi, roi_pct, payback_period_months, npv "
-            "FROM roi.summary"
+            "SELECT cumulative_benefit, cumulative_cost, roi, roi_pct, payback_period_months, npv, "
+            "counterfactual_method, incremental_revenue, roi_p05, roi_p95 FROM roi.summary"
         ).fetchone()
-    benefit, cost, roi_x, roi_pct, payback, npv = roi
+    benefit, cost, roi_x, roi_pct, payback, npv, method, incremental, roi_low, roi_high = roi
 
     def money(v: float | None) -> str:
         return "n/a" if v is None else f"{v:,.0f} {settings.base_currency}"
@@ -38,7 +39,11 @@ def summary_lines(settings: Settings, files: dict[str, dict[str, list[str]]]) ->
         f"deals loaded     {loaded:,}; quarantined rows: {quarantined}",
         f"benefit / cost   {money(benefit)} / {money(cost)}",
         "ROI              " + ("n/a (no CRM cost yet)" if roi_x is None else f"{roi_x:.2f}x ({roi_pct:.1f} %)"),
+        "ROI 90 % range   " + ("n/a" if roi_low is None
+                                 else f"{roi_low:.2f}x .. {roi_high:.2f}x (bootstrap over won deals)"),
+        f"counterfactual   {method}: incremental revenue {money(incremental)}",
         "payback          " + ("not reached" if payback is None else f"{payback:g} months after go-live"),
         f"NPV              {money(npv)}",
         f"tables           {settings.published_path} (schemas kpi, roi, staging, quarantine)",
+        f"report           {default_report_dir(settings.published_path) / PAGE_NAME}",
     ]

@@ -19,10 +19,12 @@ The staging model contract (every sql/staging/<table>.sql honours it):
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 import duckdb
 
+from pipelines.config import ConfigError
 from pipelines.models import BUILD_COLUMNS, REGISTRY, Table
 from pipelines.sql_files import sql_text
 from pipelines.warehouse import transaction
@@ -198,10 +200,25 @@ def _rebuild_affected_keys(con: duckdb.DuckDBPyConnection, spec: Table, after: i
     con.execute("DELETE FROM scope_keys")
 
 
+class UnsupportedByData(ConfigError):
+    """A configured method the data cannot support (e.g. trend on a baseline month without revenue).
+
+    The model stops with `unsupported_by_data(message)` (sql/roi_macros.sql); the message names the key.
+    """
+
+
+_UNSUPPORTED = re.compile(r"unsupported by the data: (.*)")
+
+
 def build_mart(con: duckdb.DuckDBPyConnection, table: str) -> int:
     """Rebuild one KPI or ROI table from its model; returns its row count."""
     if table not in MART_TABLES:
         raise ValueError(f"unknown table {table!r}")
     with transaction(con):
-        con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql_text(REGISTRY.table(table).model)}")
+        try:
+            con.execute(f"CREATE OR REPLACE TABLE {table} AS {sql_text(REGISTRY.table(table).model)}")
+        except duckdb.InvalidInputException as exc:
+            if unsupported := _UNSUPPORTED.search(str(exc)):
+                raise UnsupportedByData(unsupported.group(1)) from None
+            raise
         return con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608 (a registry table)

@@ -81,6 +81,7 @@ def _open(path: Path, read_only: bool, memory_limit: str | None = None) -> duckd
 
 def set_run_variables(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
     """Expose the run's parameters to the SQL models as DuckDB variables (bound, never spliced)."""
+    control = settings.counterfactual.control
     values = {
         "as_of": settings.effective_as_of,
         # Events count when before the cut-off: midnight UTC after as_of.
@@ -96,10 +97,19 @@ def set_run_variables(con: duckdb.DuckDBPyConnection, settings: Settings) -> Non
         "risk_adjustment": settings.risk_adjustment,
         "discount_rate": settings.discount_rate,
         "arpa_monthly": settings.arpa_monthly,
+        "counterfactual_method": settings.counterfactual.method,
+        "control_column": control.column if control else None,
+        "normalise_by": settings.counterfactual.normalise_by,
+        "uncertainty_draws": settings.uncertainty.draws,
+        "uncertainty_seed": settings.uncertainty.seed,
+        "tei_horizon_years": settings.tei.horizon_years,
+        "tei_cost_risk_adjustment": settings.tei.cost_risk_adjustment,
         "closed_stage_pattern": CLOSED_STAGE_WORDS,
     }
     for name, value in values.items():
         con.execute(f"SET VARIABLE {name} = $value", {"value": value})
+    con.execute("SET VARIABLE control_values = CAST($values AS VARCHAR[])",
+                {"values": list(control.values) if control else []})
     accounts = settings.finance.accounts
     con.execute(
         "SET VARIABLE accounts = MAP($accounts, $categories)",
@@ -144,7 +154,7 @@ def open_with_raw(
 def connect(
     path: Path, settings: Settings | None = None, read_only: bool = False
 ) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection in UTC with the shared macros loaded (and the run's variables, if given)."""
+    """A connection in UTC with the shared and ROI macros loaded (and the run's variables, if given)."""
     memory_limit = settings.memory_limit if settings else None
     con = open_with_raw(path, read_only, memory_limit)
     try:
@@ -172,6 +182,7 @@ def _prepare(con: duckdb.DuckDBPyConnection, settings: Settings | None, read_onl
     """UTC, the shared macros, the run's variables (if given) and, when writable, the schemas."""
     con.execute("SET TimeZone = 'UTC'")
     con.execute(sql_text("macros"))
+    con.execute(sql_text("roi_macros"))
     if settings is not None:
         set_run_variables(con, settings)
     if not read_only:

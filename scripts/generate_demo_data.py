@@ -149,6 +149,7 @@ DEAL_COLUMNS = (
     "closed_at",
     "updated_at",
     "is_deleted",
+    "segment",
 )
 
 
@@ -265,6 +266,7 @@ class Deal:
     closed_at: datetime | None
     updated_at: datetime
     is_deleted: bool = False
+    segment: str = ""  # sales region, drawn from its own stream (see assign_segments)
     history: list[tuple[str, datetime]] = field(default_factory=list)
     special: str = ""  # "after_as_of" for the November closes; keeps them out of other edits
 
@@ -274,7 +276,7 @@ class Deal:
         state = (self.stage, flag(self.is_closed), flag(self.is_won))
         money_ = (money(self.amount), self.currency)
         times = (iso(self.created_at), iso(self.closed_at), iso(self.updated_at))
-        return [*text, *state, *money_, *times, flag(self.is_deleted)]
+        return [*text, *state, *money_, *times, flag(self.is_deleted), self.segment]
 
 
 class FxTable:
@@ -520,6 +522,21 @@ class DealMaker:
         deal.history = history
         deal.stage = history[-1][0]
         deal.updated_at = history[-1][1] + timedelta(days=self.rng.randint(0, 10))
+
+
+def assign_segments(rng: random.Random, deals: Sequence[Deal]) -> None:
+    """The sales region of each deal: EUR and GBP deals are EMEA, the rest mostly the Americas.
+
+    Its own random stream, drawn after every other, so adding the column left every other
+    value (and every figure computed from them) as it was. The CRM went live in every
+    region at once: no region is an untouched control group (see docs/roi-methods.md).
+    """
+    for deal in deals:
+        draw = rng.random()
+        if deal.currency in ("EUR", "GBP") or 0.70 <= draw < 0.85:
+            deal.segment = "EMEA"
+        else:
+            deal.segment = "Americas" if draw < 0.70 else "APAC"
 
 
 # --------------------------------------------------------------------------- edits
@@ -802,7 +819,9 @@ Deals start in 2023-09, so the first baseline months already have closes.
 
 `account_id` on deals is the CRM company: expansion deals point at existing
 customers; a new-business deal gets a new id, which appears in customers.csv
-only once that deal is won.
+only once that deal is won. `segment` is the deal's sales region (Americas, EMEA,
+APAC); the CRM went live in every region on the same day, so no region is an
+untouched control group.
 
 ## Rows that must be rejected (quarantine)
 
@@ -843,11 +862,13 @@ def generate(out: Path, seed: int, scale: float) -> None:
         raise RuntimeError("expected three deals closed after as_of; change the seed")
 
     deals = maker.deals
+    assign_segments(random.Random(f"{seed}:segments"), deals)
     edits = DealEdits()
     edit_rng = random.Random(f"{seed}:edits")
     add_duplicates(edit_rng, deals, edits)
     blank_amounts(edit_rng, deals, edits)
     edits.bad = bad_deals(len(deals) + 1, maker.last_account + 1, names)
+    assign_segments(random.Random(f"{seed}:bad segments"), [b.deal for b in edits.bad])
 
     out.mkdir(parents=True, exist_ok=True)
     deal_rows = [edits.snapshots.get(d.deal_id, d).row() for d in deals]

@@ -144,3 +144,9 @@ CREATE OR REPLACE TEMP MACRO last_occurrence(rows, key, version := NULL, alone :
             ORDER BY version DESC NULLS LAST, _batch_id DESC, _row_number DESC
         ) = 1
     );
+
+-- Pipeline velocity: the revenue the open pipeline yields per day, open deals x win rate x
+-- average deal size / mean sales cycle (days); null when a term is null or 0.
+CREATE OR REPLACE TEMP MACRO pipeline_velocity(open_deals, win_rate, deal_size, cycle_days) AS
+    CASE WHEN open_deals > 0 AND win_rate > 0 AND deal_size <> 0 AND cycle_days > 0
+         THEN open_deals * win_rate * deal_size / cycle_days END;

@@ -123,7 +123,7 @@ def project(tmp_path: Path, run_config):
         **settings: object,
     ) -> duckdb.DuckDBPyConnection:
         folder = tmp_path / "exports"
-        write_csv(folder / "deals.csv", [*DEAL_COLUMNS, "is_deleted"], deals or [])
+        write_csv(folder / "deals.csv", [*DEAL_COLUMNS, "is_deleted", "segment"], deals or [])
         for name, (columns, rows) in (files or {}).items():
             write_csv(folder / f"{name}.csv", columns, rows)
         write_csv(tmp_path / "finance_gl.csv", GL_COLUMNS, finance or [])
@@ -173,3 +173,12 @@ def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -
 @pytest.fixture
 def repo_root() -> Iterator[Path]:
     yield Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def demo_published(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The analysts' copy of the demo, built once per test session by `crm-roi demo` (its report included)."""
+    folder = tmp_path_factory.mktemp("demo_published")
+    done = crm_roi("demo", "--db", "demo.duckdb", cwd=folder)
+    assert done.returncode == 0, done.stderr
+    return folder / "demo.published.duckdb"

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import calendar
 import csv
+import dataclasses
 import math
 import re
 import statistics
@@ -61,11 +62,18 @@ KPI_COLUMNS = (
     "adoption_rate",
     "operating_cost",
     "crm_cost",
+    "open_deals_start",
+    "open_pipeline_value_start",
+    "pipeline_velocity",
 )
 # The KPIs that need customers: null (unknown) when no source provides any.
 CUSTOMER_KPIS = (
     "customers_active_start", "customers_new", "customers_churned", "churn_rate", "retention_rate", "cac",
 )
+# kpi.periodic_by_segment: the deal KPIs of kpi.periodic per owner, pipeline and segment.
+SEGMENT_TYPES = ("owner_id", "pipeline", "segment")
+SEGMENT_KPIS = KPI_COLUMNS[: KPI_COLUMNS.index("sales_cycle_days_mean") + 1]
+BY_SEGMENT_COLUMNS = ("segment_type", "segment", "period_start", "phase", *SEGMENT_KPIS, "low_volume")
 PERIODIC_COLUMNS = ("period_start", "period_end", "phase", "is_complete", *KPI_COLUMNS)
 BASELINE_COLUMNS = ("window_start", "window_end", "periods", *KPI_COLUMNS)
 ROI_COLUMNS = (
@@ -86,6 +94,7 @@ ROI_COLUMNS = (
     "npv_cumulative",
     "payback_reached",
 )
+ROLLING_COLUMNS = (*ROI_COLUMNS, "expected_revenue")
 SUMMARY_COLUMNS = (
     "as_of",
     "go_live",
@@ -328,6 +337,12 @@ class Settings:
     discount_rate: float
     arpa_monthly: float | None
     accounts: dict[str, str]
+    method: str = "flat"
+    control_column: str | None = None
+    control_values: tuple[str, ...] = ()
+    per_owner: bool = False
+    horizon_years: int = 3
+    cost_risk_adjustment: float = 0.0
 
     @classmethod
     def from_dict(cls, settings: dict[str, Any]) -> Settings:
@@ -337,6 +352,9 @@ class Settings:
         if period not in PERIODS:
             raise ValueError(f"unknown period {period!r}")
         arpa = settings.get("arpa_monthly")
+        counterfactual = settings.get("counterfactual") or {}
+        control = counterfactual.get("control")
+        tei = settings.get("tei") or {}
         return cls(
             as_of=as_of,
             go_live=settings["go_live"],
@@ -350,6 +368,12 @@ class Settings:
             arpa_monthly=None if arpa is None else float(arpa),
             # YAML may read unquoted account numbers as ints; exports hold text.
             accounts={str(k).strip(): str(v) for k, v in (settings.get("accounts") or {}).items()},
+            method=counterfactual.get("method", "flat"),
+            control_column=control.get("column", "segment") if control else None,
+            control_values=tuple(control.get("values", ())) if control else (),
+            per_owner=counterfactual.get("normalise_by") == "active_owners",
+            horizon_years=int(tei.get("horizon_years", 3)),
+            cost_risk_adjustment=float(tei.get("cost_risk_adjustment", 0.0)),
         )
 
     @property
@@ -570,6 +594,7 @@ def _stage_deals(rows: list[RawRow], rates: _Rates, rejections: _Rejections) -> 
                 "account_id": _cell(raw, "account_id"),
                 "owner_id": _cell(raw, "owner_id"),
                 "pipeline": _cell(raw, "pipeline"),
+                "segment": _cell(raw, "segment"),
                 "stage": _cell(raw, "stage"),
                 "is_closed": is_closed,
                 "is_won": is_won,
@@ -719,6 +744,9 @@ class _Deal:
     won: bool
     amount_base: float | None
     cycle_days: int | None
+    deal_id: str = ""
+    owner: str | None = None
+    columns: tuple[tuple[str, str | None], ...] = ()  # segment, pipeline, owner_id: a control group's column
 
 
 @dataclass(frozen=True)
@@ -768,7 +796,9 @@ class _Facts:
             if closed is not None:
                 cycle = (deal["closed_at"].date() - deal["created_at"].date()).days
             fact_deals.append(
-                _Deal(created, closed, bool(deal["is_won"]), deal["amount_base"], cycle)
+                _Deal(created, closed, bool(deal["is_won"]), deal["amount_base"], cycle,
+                      deal["deal_id"], deal["owner_id"],
+                      tuple((c, deal[c]) for c in ("segment", "pipeline", "owner_id")))
             )
         return cls(
             deals=fact_deals,
@@ -815,6 +845,8 @@ class _Window:
     usage_rows: int
     active_users: float
     licensed_seats: float
+    open_deals: int  # created before the window, not closed before it
+    open_value: float
 
 
 def _window(facts: _Facts, start: date, end: date) -> _Window:
@@ -831,6 +863,8 @@ def _window(facts: _Facts, start: date, end: date) -> _Window:
     ]
     lines = [(cat, amt) for day, cat, amt in facts.finance if start <= day < end]
     usage = [(a, s) for ts, a, s in facts.usage if inside(ts)]
+    open_deals = [d for d in facts.deals
+                  if d.created is not None and d.created < lo and not (d.closed is not None and d.closed < lo)]
     return _Window(
         deals_created=sum(1 for d in facts.deals if inside(d.created)),
         deals_won=len(won),
@@ -848,6 +882,8 @@ def _window(facts: _Facts, start: date, end: date) -> _Window:
         usage_rows=len(usage),
         active_users=math.fsum(a for a, _ in usage),
         licensed_seats=math.fsum(s for _, s in usage),
+        open_deals=len(open_deals),
+        open_value=math.fsum(d.amount_base for d in open_deals if d.amount_base is not None),
     )
 
 
@@ -900,6 +936,8 @@ def _period_kpis(w: _Window) -> Row:
         "sales_marketing_spend": w.sales_marketing_spend,
         "operating_cost": w.operating_cost,
         "crm_cost": w.crm_cost,
+        "open_deals_start": w.open_deals,
+        "open_pipeline_value_start": w.open_value,
     }
     row.update(
         _rates_and_samples(
@@ -918,7 +956,17 @@ def _period_kpis(w: _Window) -> Row:
             w.licensed_seats,
         )
     )
+    row["pipeline_velocity"] = _velocity(row)
     return {name: row[name] for name in KPI_COLUMNS}
+
+
+def _velocity(row: Row) -> float | None:
+    """Open deals x win rate x average deal size / mean cycle days; null when a term is null or 0."""
+    terms = (row["open_deals_start"], row["win_rate"], row["avg_deal_size"], row["sales_cycle_days_mean"])
+    if any(t is None or t == 0 for t in terms):
+        return None
+    open_deals, win_rate, size, cycle = terms
+    return open_deals * win_rate * size / cycle
 
 
 # --------------------------------------------------------------------------
@@ -950,6 +998,27 @@ def _kpi_periodic(facts: _Facts, cfg: Settings) -> list[tuple[Row, _Window]]:
         }
         row.update(_period_kpis(window))
         rows.append((row, window))
+    return rows
+
+
+def _kpi_periodic_by_segment(facts: _Facts, deals: list[Row], cfg: Settings) -> list[Row]:
+    """kpi.periodic_by_segment: every period for every owner, pipeline and (non-null) segment a live deal has."""
+    rows = []
+    for segment_type in SEGMENT_TYPES:
+        values = {d[segment_type] for d in deals if not d["is_deleted"]}
+        if segment_type == "segment":
+            values.discard(None)
+        for value in sorted(values, key=lambda v: (v is None, v or "")):
+            mine = dataclasses.replace(facts, deals=[d for d in facts.deals if dict(d.columns)[segment_type] == value])
+            for start, end in _periods(cfg.baseline_start, cfg.as_of, cfg.period):
+                window = _window(mine, start, end)
+                kpis = _period_kpis(window)
+                rows.append({
+                    "segment_type": segment_type, "segment": value, "period_start": start,
+                    "phase": "post_go_live" if start >= cfg.go_live else "baseline",
+                    **{k: kpis[k] for k in SEGMENT_KPIS},
+                    "low_volume": window.deals_won + window.deals_lost < 10,
+                })
     return rows
 
 
@@ -986,6 +1055,8 @@ def _kpi_baseline(periodic: list[tuple[Row, _Window]], cfg: Settings) -> Row:
         "sales_marketing_spend": mean(w.sales_marketing_spend for w in windows),
         "operating_cost": mean(w.operating_cost for w in windows),
         "crm_cost": mean(w.crm_cost for w in windows),
+        "open_deals_start": mean(w.open_deals for w in windows),
+        "open_pipeline_value_start": mean(w.open_value for w in windows),
     }
     row.update(
         _rates_and_samples(
@@ -1004,6 +1075,7 @@ def _kpi_baseline(periodic: list[tuple[Row, _Window]], cfg: Settings) -> Row:
             math.fsum(w.licensed_seats for w in windows),
         )
     )
+    row["pipeline_velocity"] = _velocity(row)
     return {name: row[name] for name in BASELINE_COLUMNS}
 
 
@@ -1012,13 +1084,18 @@ def _kpi_baseline(periodic: list[tuple[Row, _Window]], cfg: Settings) -> Row:
 # --------------------------------------------------------------------------
 
 
-def _roi_rolling(facts: _Facts, baseline: Row, cfg: Settings) -> list[Row]:
-    """roi.rolling: complete periods from the earlier of go-live and the first CRM cost."""
+def _roi_rolling(
+    facts: _Facts, baseline: Row, cfg: Settings, valued: dict[date, tuple[float, float | None]]
+) -> list[Row]:
+    """roi.rolling: complete periods from the earlier of go-live and the first CRM cost.
+
+    valued maps a period to (revenue, E) under the configured counterfactual; a period
+    without an entry (before the baseline start) has neither.
+    """
     crm_days = [day for day, cat, _ in facts.finance if cat.startswith(CRM_COST_PREFIX)]
     anchor = min([cfg.go_live, *crm_days])
     mpp = months_per_period(cfg.period)
     share = cfg.gross_margin * cfg.attribution_share
-    base_revenue = baseline["revenue_won"]
     base_operating = baseline["operating_cost"]
     base_churn = baseline["churn_rate"]
 
@@ -1027,13 +1104,15 @@ def _roi_rolling(facts: _Facts, baseline: Row, cfg: Settings) -> list[Row]:
     start = period_floor(anchor, cfg.period)
     while (end := period_next(start, cfg.period)) <= cfg.cutoff_day:
         w = _window(facts, start, end)
+        revenue, expected = valued.get(start, (None, None))
         if start < cfg.go_live:
             incremental: float | None = 0.0
             b_revenue = b_retention = b_savings = 0.0
+            expected = revenue  # before go-live E is the actual revenue
         else:
             # A missing baseline (no whole baseline period) gives no measurable
             # benefit: incremental revenue is unknown and the benefit terms are 0.
-            incremental = None if base_revenue is None else w.revenue_won - base_revenue
+            incremental = None if expected is None or revenue is None else revenue - expected
             b_revenue = 0.0 if incremental is None else incremental * share
             churn = _ratio(w.churned, w.active_start)
             if base_churn is not None and churn is not None:
@@ -1052,6 +1131,7 @@ def _roi_rolling(facts: _Facts, baseline: Row, cfg: Settings) -> list[Row]:
         rows.append(
             {
                 "period_start": start,
+                "expected_revenue": expected,
                 "incremental_revenue": incremental,
                 "benefit_revenue": b_revenue,
                 "benefit_retention": b_retention,
@@ -1087,7 +1167,7 @@ def _roi_rolling(facts: _Facts, baseline: Row, cfg: Settings) -> list[Row]:
                 "payback_reached": benefit >= cost,
             }
         )
-    return [{name: row[name] for name in ROI_COLUMNS} for row in rows]
+    return [{name: row[name] for name in ROLLING_COLUMNS} for row in rows]
 
 
 def _roi_summary(periodic: list[Row], rolling: list[Row], cfg: Settings) -> Row:
@@ -1115,17 +1195,421 @@ def _roi_summary(periodic: list[Row], rolling: list[Row], cfg: Settings) -> Row:
 
 
 # --------------------------------------------------------------------------
+# Counterfactual methods, bootstrap, sensitivity, TEI
+# --------------------------------------------------------------------------
+
+METHODS = ("flat", "seasonal", "trend", "control")
+COUNTERFACTUAL_COLUMNS = (
+    "method",
+    "period_start",
+    "in_baseline",
+    "revenue_won",
+    "control_revenue_won",
+    "active_owners",
+    "control_active_owners",
+    "expected_revenue",
+)
+SUMMARY_METHOD_COLUMNS = (
+    "counterfactual_method",
+    "incremental_revenue",
+    "control_pretrend_slope",
+    "tei_npv",
+    "tei_roi",
+)
+SUMMARY_INTERVAL_COLUMNS = (
+    "incremental_revenue_p05",
+    "incremental_revenue_p50",
+    "incremental_revenue_p95",
+    "roi_p05",
+    "roi_p50",
+    "roi_p95",
+)
+SENSITIVITY_COLUMNS = ("assumption", "setting", "value", "roi", "roi_pct", "delta_roi")
+TEI_COLUMNS = (
+    "year",
+    "year_start",
+    "year_end",
+    "is_projected",
+    "benefits",
+    "costs",
+    "pv_benefits",
+    "pv_costs",
+    "cumulative_npv",
+)
+BOOTSTRAP_COLUMNS = ("draw", "incremental_revenue", "roi")
+
+# weight(deal_id, draw) -> the deal's Poisson weight in that draw (the test reads them from DuckDB).
+Weights = Callable[[str, int], int]
+
+
+class UnsupportedMethod(ValueError):
+    """The configured counterfactual method cannot be used on this data."""
+
+
+def _periods_per_year(period: str) -> int:
+    return {"month": 12, "quarter": 4, "week": 52}[period]
+
+
+def _in_control(deal: _Deal, cfg: Settings) -> bool:
+    """DESIGN: deals whose `column` value is in `values` are the control group, the rest treated."""
+    return cfg.control_column is not None and dict(deal.columns).get(cfg.control_column) in cfg.control_values
+
+
+@dataclass
+class _PeriodFacts:
+    """What the counterfactual methods need of one complete period."""
+
+    start: date
+    in_baseline: bool
+    revenue: float  # every won deal (kpi.periodic's revenue_won)
+    treated: float
+    control: float
+    owners: int
+    treated_owners: int
+    control_owners: int
+
+
+def _period_facts(facts: _Facts, cfg: Settings) -> list[_PeriodFacts]:
+    """Every complete period from the one holding the baseline start, with revenue and owners by group."""
+    out = []
+    for start, end in _periods(cfg.baseline_start, cfg.as_of, cfg.period):
+        if end > cfg.cutoff_day:
+            continue
+        lo, hi = _midnight(start), _midnight(end)
+
+        def inside(ts: datetime | None, lo: datetime = lo, hi: datetime = hi) -> bool:
+            return ts is not None and lo <= ts < hi
+
+        won = [d for d in facts.deals if d.won and inside(d.closed)]
+        active = [d for d in facts.deals if inside(d.created) or inside(d.closed)]
+
+        def owners(deals: list[_Deal]) -> int:
+            return len({d.owner for d in deals if d.owner is not None})
+
+        out.append(_PeriodFacts(
+            start=start,
+            in_baseline=start >= cfg.baseline_start and end <= cfg.go_live,
+            revenue=math.fsum(d.amount_base for d in won if d.amount_base is not None),
+            treated=math.fsum(d.amount_base for d in won if d.amount_base is not None and not _in_control(d, cfg)),
+            control=math.fsum(d.amount_base for d in won if d.amount_base is not None and _in_control(d, cfg)),
+            owners=owners(active),
+            treated_owners=owners([d for d in active if not _in_control(d, cfg)]),
+            control_owners=owners([d for d in active if _in_control(d, cfg)]),
+        ))
+    return out
+
+
+def _solve(matrix: list[list[float]], vector: list[float]) -> list[float]:
+    """Solve a small linear system by Gauss-Jordan elimination with partial pivoting."""
+    n = len(vector)
+    a = [[*row, v] for row, v in zip(matrix, vector, strict=True)]
+    for col in range(n):
+        pivot = max(range(col, n), key=lambda r: abs(a[r][col]))
+        a[col], a[pivot] = a[pivot], a[col]
+        for r in range(n):
+            if r != col:
+                factor = a[r][col] / a[col][col]
+                a[r] = [x - factor * y for x, y in zip(a[r], a[col], strict=True)]
+    return [a[i][n] / a[i][i] for i in range(n)]
+
+
+def _least_squares(x: list[list[float]], y: list[float]) -> list[float]:
+    """beta minimising |y - X beta|^2, from the normal equations X'X beta = X'y."""
+    k = len(x[0])
+    xtx = [[math.fsum(row[i] * row[j] for row in x) for j in range(k)] for i in range(k)]
+    xty = [math.fsum(row[i] * v for row, v in zip(x, y, strict=True)) for i in range(k)]
+    return _solve(xtx, xty)
+
+
+def _periods_since(first: date, day: date, period: str) -> int:
+    """Whole periods from the period starting on `first` to the one starting on `day`."""
+    if period == "week":
+        return (day - first).days // 7
+    months = (day.year - first.year) * 12 + day.month - first.month
+    return months // (1 if period == "month" else 3)
+
+
+def _season(day: date, period: str) -> int:
+    return day.month if period == "month" else (day.month - 1) // 3 + 1
+
+
+def _expected(method: str, rows: list[tuple[_PeriodFacts, float, float, float]], cfg: Settings) -> list[float | None]:
+    """E(P) for every row, each row being (period, level y, control level yc, scale).
+
+    Written from DESIGN's definitions; the seasonal terms of trend are effect-coded dummies
+    (each season's term is a coefficient, the last one minus the sum of the others), solved by
+    the normal equations.
+    """
+    base = [(i, r) for i, r in enumerate(rows) if r[0].in_baseline]
+    n = len(base)
+    per_year = _periods_per_year(cfg.period)
+    if n == 0:
+        return [None] * len(rows)
+    first = base[0][1][0].start
+    if method == "flat":
+        mean = math.fsum(r[1] for _, r in base) / n
+        return [mean * r[3] for r in rows]
+    if method == "control":
+        treated = math.fsum(r[1] for _, r in base) / n
+        control = math.fsum(r[2] for _, r in base) / n
+        return [None if control == 0 else treated * r[2] / control * r[3] for r in rows]
+    if method == "seasonal":
+        last_year = [r for _, r in base[-per_year:]]
+        growth = 1.0
+        if n >= 2 * per_year:
+            before = math.fsum(r[1] for _, r in base[-2 * per_year:-per_year])
+            growth = math.fsum(r[1] for r in last_year) / before if before else None
+        out: list[float | None] = []
+        for r in rows:
+            same = next(q for q in last_year if _season(q[0].start, cfg.period) == _season(r[0].start, cfg.period))
+            years = ((r[0].start.year - same[0].start.year) * 12 + r[0].start.month - same[0].start.month) // 12
+            out.append(None if growth is None else same[1] * growth**years * r[3])
+        return out
+    # trend: ln y = a + b t (+ s_season), t = periods since the first baseline period.
+    seasons = cfg.period != "week" and n >= 2 * per_year
+
+    def design(day: date) -> list[float]:
+        row = [1.0, float(_periods_since(first, day, cfg.period))]
+        if seasons:
+            s = _season(day, cfg.period)
+            row += [1.0 if s == m else -1.0 if s == per_year else 0.0 for m in range(1, per_year)]
+        return row
+
+    fitted = [(design(r[0].start), math.log(r[1])) for _, r in base if r[1] > 0]
+    beta = _least_squares([x for x, _ in fitted], [y for _, y in fitted])
+    return [math.exp(math.fsum(b * v for b, v in zip(beta, design(r[0].start), strict=True))) * r[3] for r in rows]
+
+
+def _levels(method: str, facts: list[_PeriodFacts], cfg: Settings, revenue: list[float], control: list[float]
+            ) -> list[tuple[_PeriodFacts, float, float, float]]:
+    """(period, y, yc, scale): revenue, or revenue per active owner scaled back by the owners."""
+    out = []
+    for f, rev, ctl in zip(facts, revenue, control, strict=True):
+        owners = f.treated_owners if method == "control" else f.owners
+        if cfg.per_owner:
+            out.append((f, rev / owners if owners else 0.0, ctl / f.control_owners if f.control_owners else 0.0,
+                        float(owners)))
+        else:
+            out.append((f, rev, ctl, 1.0))
+    return out
+
+
+def _method_revenue(method: str, f: _PeriodFacts) -> float:
+    return f.treated if method == "control" else f.revenue
+
+
+def _supported(method: str, facts: list[_PeriodFacts], deals: list[_Deal], cfg: Settings) -> bool:
+    """Whether DESIGN lets the method run on this data (and configuration)."""
+    base = [f for f in facts if f.in_baseline]
+    per_year = _periods_per_year(cfg.period)
+    if method == "seasonal":
+        if cfg.period == "week" or len(base) < per_year:
+            return False
+        return len(base) < 2 * per_year or math.fsum(f.revenue for f in base[-2 * per_year:-per_year]) > 0
+    if method == "trend":
+        return len(base) >= 3 and all(f.revenue > 0 for f in base)
+    if method == "control":
+        if cfg.control_column is None:
+            return False
+        groups = {_in_control(d, cfg) for d in deals}
+        return groups == {True, False} and bool(base) and math.fsum(f.control for f in base) / len(base) > 0
+    return True
+
+
+def _counterfactual(facts: _Facts, cfg: Settings) -> list[Row]:
+    """roi.counterfactual: E per complete period under every method the data supports."""
+    periods = _period_facts(facts, cfg)
+    methods = [m for m in METHODS if _supported(m, periods, facts.deals, cfg)]
+    if cfg.method not in methods:
+        raise UnsupportedMethod(cfg.method)
+    out = []
+    for method in methods:
+        revenue = [_method_revenue(method, f) for f in periods]
+        control = [f.control for f in periods]
+        expected = _expected(method, _levels(method, periods, cfg, revenue, control), cfg)
+        for f, e in zip(periods, expected, strict=True):
+            is_control = method == "control"
+            out.append({
+                "method": method,
+                "period_start": f.start,
+                "in_baseline": f.in_baseline,
+                "revenue_won": _method_revenue(method, f),
+                "control_revenue_won": f.control if is_control else None,
+                "active_owners": f.treated_owners if is_control else f.owners,
+                "control_active_owners": f.control_owners if is_control else None,
+                "expected_revenue": e,
+            })
+    return out
+
+
+def _pretrend_slope(counterfactual: list[Row], cfg: Settings) -> float | None:
+    """Least-squares slope per year of ln(treated / control revenue) over baseline periods where both > 0."""
+    points = [(r["period_start"], math.log(r["revenue_won"] / r["control_revenue_won"])) for r in counterfactual
+              if r["method"] == "control" and r["in_baseline"] and r["revenue_won"] > 0
+              and r["control_revenue_won"] > 0]
+    if cfg.method != "control" or len(points) < 2:
+        return None
+    first = points[0][0]
+    slope = _least_squares([[1.0, float(_periods_since(first, day, cfg.period))] for day, _ in points],
+                           [y for _, y in points])[1]
+    return slope * _periods_per_year(cfg.period)
+
+
+def _roi_at(incremental: float, rolling: list[Row], facts: _Facts, baseline: Row, cfg: Settings,
+            margin: float, share: float, risk: float) -> float | None:
+    """Net ROI at as_of with this incremental revenue and these settings, every benefit valued anew."""
+    mpp = months_per_period(cfg.period)
+    saved = savings = 0.0
+    retention = 0.0
+    for row in rolling:
+        if row["period_start"] < cfg.go_live:
+            continue
+        w = _window(facts, row["period_start"], period_next(row["period_start"], cfg.period))
+        churn = _ratio(w.churned, w.active_start)
+        if baseline["churn_rate"] is not None and churn is not None:
+            saved += (baseline["churn_rate"] - churn) * w.active_start
+        if cfg.arpa_monthly is not None:
+            retention += saved * cfg.arpa_monthly * mpp * margin * share
+        if baseline["operating_cost"] is not None:
+            savings += (baseline["operating_cost"] - w.operating_cost) * share
+    benefit = (incremental * margin * share + retention + savings) * (1 - risk)
+    cost = math.fsum(r["cost_total"] for r in rolling)
+    return _ratio(benefit - cost, cost)
+
+
+def _post_incremental(rows: Iterable[Row], rolling: list[Row], cfg: Settings) -> float | None:
+    """Cumulative revenue - E after go-live over the roi.rolling periods; None when an E is missing."""
+    periods = {r["period_start"] for r in rolling if r["period_start"] >= cfg.go_live}
+    chosen = [r for r in rows if r["period_start"] in periods]
+    if any(r["expected_revenue"] is None for r in chosen):
+        return None
+    return math.fsum(r["revenue_won"] - r["expected_revenue"] for r in chosen)
+
+
+def _sensitivity(counterfactual: list[Row], rolling: list[Row], facts: _Facts, baseline: Row,
+                 cfg: Settings) -> list[Row]:
+    """roi.sensitivity: one assumption moved at a time, and every supported method."""
+    def incremental(method: str) -> float:
+        value = _post_incremental([r for r in counterfactual if r["method"] == method], rolling, cfg)
+        return value or 0.0
+
+    base_inc = incremental(cfg.method)
+    gm, share, risk = cfg.gross_margin, cfg.attribution_share, cfg.risk_adjustment
+
+    def roi(inc: float, m: float, s: float, r: float) -> float | None:
+        return _roi_at(inc, rolling, facts, baseline, cfg, m, s, r)
+
+    configured = roi(base_inc, gm, share, risk)
+    moves = [
+        ("gross_margin", "x0.8", min(1.0, gm * 0.8), (min(1.0, gm * 0.8), share, risk)),
+        ("gross_margin", "x1.2", min(1.0, gm * 1.2), (min(1.0, gm * 1.2), share, risk)),
+        ("attribution_share", "x0.8", min(1.0, share * 0.8), (gm, min(1.0, share * 0.8), risk)),
+        ("attribution_share", "x1.2", min(1.0, share * 1.2), (gm, min(1.0, share * 1.2), risk)),
+        ("risk_adjustment", "-0.1", max(0.0, risk - 0.1), (gm, share, max(0.0, risk - 0.1))),
+        ("risk_adjustment", "+0.1", min(1.0, risk + 0.1), (gm, share, min(1.0, risk + 0.1))),
+    ]
+    out = []
+    for assumption, setting, value, (m, s, r) in moves:
+        out.append((assumption, setting, value, roi(base_inc, m, s, r)))
+    for method in METHODS:
+        if any(r["method"] == method for r in counterfactual):
+            out.append(("counterfactual", method, None, roi(incremental(method), gm, share, risk)))
+    return [{"assumption": a, "setting": st, "value": v, "roi": x, "roi_pct": None if x is None else 100 * x,
+             "delta_roi": None if x is None or configured is None else x - configured} for a, st, v, x in out]
+
+
+def _add_years(day: date, years: int) -> date:
+    return add_months(day, 12 * years)
+
+
+def _tei(rolling: list[Row], cfg: Settings) -> list[Row]:
+    """roi.tei: year 0 before go-live, year y = [go_live + y-1 years, go_live + y years)."""
+    mpp = months_per_period(cfg.period)
+    per_year = _periods_per_year(cfg.period)
+    post = [r for r in rolling if r["period_start"] >= cfg.go_live]
+    trailing = post[-per_year:]
+    months = len(trailing) * mpp
+    rate_b = math.fsum(r["benefit_total"] for r in trailing) / months if months else None
+    rate_c = math.fsum(r["cost_total"] for r in trailing) / months if months else None
+    out: list[Row] = []
+    cumulative: float | None = 0.0
+    for year in range(cfg.horizon_years + 1):
+        if year == 0:
+            start = min([cfg.go_live, *(r["period_start"] for r in rolling)])
+            end = cfg.go_live
+        else:
+            start, end = _add_years(cfg.go_live, year - 1), _add_years(cfg.go_live, year)
+        rows = [r for r in rolling if start <= r["period_start"] < end]
+        benefits: float | None = math.fsum(r["benefit_total"] for r in rows)
+        costs: float | None = math.fsum(r["cost_total"] for r in rows)
+        unobserved = max(0, per_year - len(rows)) * mpp
+        projected = year > 0 and unobserved > 0
+        if projected:
+            benefits = None if rate_b is None else benefits + rate_b * unobserved
+            costs = None if rate_c is None else costs + rate_c * unobserved
+        costs = None if costs is None else costs * (1 + cfg.cost_risk_adjustment)
+        factor = (1 + cfg.discount_rate) ** year
+        pv_b = None if benefits is None else benefits / factor
+        pv_c = None if costs is None else costs / factor
+        cumulative = None if cumulative is None or pv_b is None or pv_c is None else cumulative + pv_b - pv_c
+        out.append({"year": year, "year_start": start, "year_end": end, "is_projected": projected,
+                    "benefits": benefits, "costs": costs, "pv_benefits": pv_b, "pv_costs": pv_c,
+                    "cumulative_npv": cumulative})
+    return out
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    """Linear interpolation between order statistics (Hyndman & Fan type 7)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    h = (len(ordered) - 1) * q
+    lo = math.floor(h)
+    hi = min(lo + 1, len(ordered) - 1)
+    return ordered[lo] + (h - lo) * (ordered[hi] - ordered[lo])
+
+
+def _bootstrap(draws: int, weights: Weights, facts: _Facts, rolling: list[Row], baseline: Row,
+               cfg: Settings) -> list[Row]:
+    """roi.bootstrap: each won deal weighted in each draw; revenue, E and ROI again (the rest held)."""
+    periods = _period_facts(facts, cfg)
+    out = []
+    for draw in range(1, draws + 1):
+        treated, control = [], []
+        for f in periods:
+            end = _midnight(period_next(f.start, cfg.period))
+            won = [d for d in facts.deals if d.won and d.closed is not None and _midnight(f.start) <= d.closed < end
+                   and d.amount_base is not None]
+            treated.append(math.fsum(weights(d.deal_id, draw) * d.amount_base for d in won if not _in_control(d, cfg)))
+            control.append(math.fsum(weights(d.deal_id, draw) * d.amount_base for d in won if _in_control(d, cfg)))
+        revenue = treated if cfg.method == "control" else [t + c for t, c in zip(treated, control, strict=True)]
+        expected = _expected(cfg.method, _levels(cfg.method, periods, cfg, revenue, control), cfg)
+        rows = [{"period_start": f.start, "revenue_won": rev, "expected_revenue": e}
+                for f, rev, e in zip(periods, revenue, expected, strict=True)]
+        incremental = _post_incremental(rows, rolling, cfg)
+        roi = None if incremental is None else _roi_at(
+            incremental, rolling, facts, baseline, cfg, cfg.gross_margin, cfg.attribution_share, cfg.risk_adjustment)
+        out.append({"draw": draw, "incremental_revenue": incremental, "roi": roi})
+    return out
+
+
+# --------------------------------------------------------------------------
 # Entry point
 # --------------------------------------------------------------------------
 
 
-def compute(folder: Path, finance_file: Path, settings: dict[str, Any]) -> dict[str, list[Row]]:
+def compute(
+    folder: Path, finance_file: Path, settings: dict[str, Any], weights: Weights | None = None
+) -> dict[str, list[Row]]:
     """Compute staging deals, rejections, KPI and ROI tables from canonical files.
 
     folder holds deals.csv (required) and optionally customers.csv, fx_rates.csv,
     csat.csv and crm_usage.csv (deal_stage_history.csv feeds no KPI and is not
     read); finance_file is the finance GL export. settings uses crm_roi.yaml's
     keys (as_of and go_live as dates; accounts maps account -> category).
+    weights gives the bootstrap's Poisson weights (uncertainty.draws of them per
+    deal); without it the bootstrap and the summary's percentiles are left out.
+    Raises UnsupportedMethod when the configured counterfactual cannot run.
     """
     folder, finance_file = Path(folder), Path(finance_file)
     cfg = Settings.from_dict(settings)
@@ -1148,13 +1632,38 @@ def compute(folder: Path, finance_file: Path, settings: dict[str, Any]) -> dict[
         for row in [baseline, *(row for row, _ in periodic)]:
             row.update(dict.fromkeys(CUSTOMER_KPIS))
     periodic_rows = [row for row, _ in periodic]
-    rolling = _roi_rolling(facts, baseline, cfg)
+    counterfactual = _counterfactual(facts, cfg)
+    valued = {r["period_start"]: (r["revenue_won"], r["expected_revenue"])
+              for r in counterfactual if r["method"] == cfg.method}
+    rolling = _roi_rolling(facts, baseline, cfg, valued)
     summary = _roi_summary(periodic_rows, rolling, cfg)
+    tei = _tei(rolling, cfg)
+    draws = int((settings.get("uncertainty") or {}).get("draws", 1000))
+    bootstrap = [] if weights is None else _bootstrap(draws, weights, facts, rolling, baseline, cfg)
+    post = [r for r in rolling if r["period_start"] >= cfg.go_live]
+    pv_costs = math.fsum(r["pv_costs"] for r in tei) if all(r["pv_costs"] is not None for r in tei) else None
+    tei_npv = tei[-1]["cumulative_npv"]
+    summary |= {
+        "counterfactual_method": cfg.method,
+        "incremental_revenue": math.fsum(r["incremental_revenue"] or 0.0 for r in post) if post else None,
+        "control_pretrend_slope": _pretrend_slope(counterfactual, cfg),
+        "tei_npv": tei_npv,
+        "tei_roi": None if tei_npv is None or not pv_costs else tei_npv / pv_costs,
+    }
+    for column, q in (("incremental_revenue", 0.05), ("incremental_revenue", 0.5), ("incremental_revenue", 0.95),
+                      ("roi", 0.05), ("roi", 0.5), ("roi", 0.95)):
+        values = [r[column] for r in bootstrap if r[column] is not None]
+        summary[f"{column}_p{round(100 * q):02d}"] = _percentile(values, q) if weights else None
     return {
         "staging_deals": [{name: d[name] for name in DEAL_COLUMNS} for d in deals],
         "rejected": rejections.rows,
         "kpi_periodic": [{name: r[name] for name in PERIODIC_COLUMNS} for r in periodic_rows],
+        "kpi_periodic_by_segment": _kpi_periodic_by_segment(facts, deals, cfg),
         "kpi_baseline": [baseline],
         "roi_rolling": rolling,
-        "roi_summary": [{name: summary[name] for name in SUMMARY_COLUMNS}],
+        "roi_summary": [summary],
+        "roi_counterfactual": counterfactual,
+        "roi_sensitivity": _sensitivity(counterfactual, rolling, facts, baseline, cfg),
+        "roi_tei": tei,
+        "roi_bootstrap": bootstrap,
     }

@@ -36,6 +36,30 @@ def test_demo_builds_every_table_and_prints_the_summary(demo_db):
     assert f"({roi_pct:.1f} %)" in done.stdout
     assert f"{npv:,.0f} USD" in done.stdout
     assert f"{periods} months" in done.stdout
+    # The last line names the report the run wrote beside the DuckDB file.
+    report = Path(done.stdout.split("report           ")[1].split()[0])
+    assert report == path.parent / "demo_report" / "roi_report.html" and report.is_file()
+
+
+def test_the_docs_show_what_the_demo_prints(demo_db):
+    path, done = demo_db
+    printed = done.stdout.splitlines()
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    block = readme.split("and prints:\n\n```\n", 1)[1].split("```", 1)[0]
+    for line in block.splitlines():
+        if line.startswith(("tables", "report")):  # paths: the README's start with "..."
+            label, suffix = line.split(".../")
+            assert any(p.startswith(label) and p.endswith(suffix.replace("crm_roi_demo", "demo")) for p in printed)
+        else:
+            assert line in printed, line
+    # The flat row of docs/roi-methods.md's table is the demo's own summary.
+    with duckdb.connect(str(path), read_only=True) as con:
+        incremental, low, high, roi_pct, roi_low, roi_high, npv = con.execute(
+            "SELECT incremental_revenue, incremental_revenue_p05, incremental_revenue_p95, roi_pct, 100 * roi_p05, "
+            "100 * roi_p95, npv FROM roi.summary").fetchone()
+    methods = (REPO / "docs" / "roi-methods.md").read_text(encoding="utf-8")
+    assert (f"| `flat` (the demo's setting) | {incremental:,.0f} | {low:,.0f} .. {high:,.0f} | {roi_pct:.0f} % | "
+            f"{roi_low:.0f} .. {roi_high:.0f} % | {npv:,.0f} |") in methods
 
 
 def test_query_prints_a_table_and_csv(demo_db):

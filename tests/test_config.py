@@ -94,6 +94,8 @@ def test_valid_config_loads(project_dir):
                      ["dealz", "deals"], id="unknown-stream-in-files-map"),
         pytest.param(with_source(timezone="Europe/Berln"), "sources.0.timezone",
                      ["Europe/Berln"], id="unknown-timezone"),
+        pytest.param({**base_config(), "owners": ["data team"]}, "owners",
+                     ["'data team'", "team:NAME", "email"], id="owner-neither-team-nor-email"),
         pytest.param(without("go_live"), "go_live", ["missing"], id="missing-go-live"),
         pytest.param(without("sources"), "sources", ["missing"], id="missing-sources"),
         pytest.param(without("finance"), "finance", ["missing"], id="missing-finance"),
@@ -252,3 +254,13 @@ def test_plain_http_is_accepted_only_for_this_machine(project_dir, monkeypatch):
     config = {**base_config(), "sources": [{"kind": "hubspot", "token": "env:CFG_TOKEN",
                                             "base_url": "http://127.0.0.1:8080/"}]}
     assert load_settings(write_config(project_dir, config)).sources[0].base_url == "http://127.0.0.1:8080"
+
+
+def test_owners_reach_every_asset(project_dir):
+    from pipelines.definitions import build_defs
+
+    settings = load_settings(write_config(project_dir, {**base_config(),
+                                                        "owners": ["team:revops", "ana@example.com"]}))
+    graph = build_defs(settings).resolve_asset_graph()
+    owners = {tuple(graph.get(key).owners) for key in graph.get_all_asset_keys()}
+    assert owners == {("team:revops", "ana@example.com")}

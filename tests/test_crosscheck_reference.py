@@ -36,6 +36,7 @@ from pipelines.config import Settings, load_settings
 from tests.conftest import ACCOUNTS, rows, run_pipeline
 from tests.reference_model import (
     BASELINE_COLUMNS,
+    BY_SEGMENT_COLUMNS,
     PERIODIC_COLUMNS,
     ROI_COLUMNS,
     SUMMARY_COLUMNS,
@@ -115,7 +116,7 @@ def _diff_table(
 
 
 def _diff_all(con: Any, ref: dict[str, list[dict]]) -> list[str]:
-    """Compare staging.deals, deal rejections and the four KPI/ROI tables."""
+    """Compare staging.deals, deal rejections, the KPI and ROI tables and the KPIs by segment."""
     problems: list[str] = []
     sql_deals = rows(
         con,
@@ -142,6 +143,12 @@ def _diff_all(con: Any, ref: dict[str, list[dict]]) -> list[str]:
         order = f" order by {key}" if key else ""
         sql_rows = rows(con, f"select * from {table}{order}")
         problems += _diff_table(table, sql_rows, ref[ref_name], columns, key)
+    # One row per (segment_type, segment, period): keyed by the three.
+    by_segment = [{**r, "row": (r["segment_type"], r["segment"], r["period_start"])}
+                  for r in rows(con, "select * from kpi.periodic_by_segment")]
+    ref_by_segment = [{**r, "row": (r["segment_type"], r["segment"], r["period_start"])}
+                      for r in ref["kpi_periodic_by_segment"]]
+    problems += _diff_table("kpi.periodic_by_segment", by_segment, ref_by_segment, BY_SEGMENT_COLUMNS, "row")
     return problems
 
 

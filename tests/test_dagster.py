@@ -25,10 +25,13 @@ EXPECTED_KEYS = {
     *(f"raw/{s}" for s in STREAMS),
     *(f"staging/{s}" for s in STREAMS),
     "staging/stage_map",
-    "kpi/periodic", "kpi/baseline", "kpi/vs_baseline", "kpi/stage_durations", "roi/rolling", "roi/summary",
-    "publish/analyst_copy",
+    "kpi/periodic", "kpi/baseline", "kpi/vs_baseline", "kpi/stage_durations", "kpi/periodic_by_segment",
+    "kpi/data_quality", "roi/counterfactual", "roi/rolling",
+    "roi/bootstrap", "roi/sensitivity", "roi/tei", "roi/summary", "roi/assumptions",
+    "publish/analyst_copy", "publish/report",
 }
-OUTPUT_TABLES = ("kpi.periodic", "kpi.baseline", "kpi.vs_baseline", "kpi.stage_durations", "roi.rolling", "roi.summary")
+OUTPUT_TABLES = ("kpi.periodic", "kpi.baseline", "kpi.vs_baseline", "kpi.stage_durations", "roi.counterfactual",
+                 "roi.rolling", "roi.bootstrap", "roi.sensitivity", "roi.tei", "roi.summary")
 
 
 @pytest.fixture
@@ -52,7 +55,14 @@ def test_asset_graph_is_complete_and_grouped_by_layer():
     for key, node in specs.items():
         assert node.group_name == key.split("/")[0]
         assert node.description and (key.startswith("publish/") or key.replace("/", ".") in node.description)
-        assert node.pools == {"duckdb"}
+        # Every writer of the DuckDB files takes the one slot; the report only reads the analysts' copy.
+        assert node.pools == (set() if key == "publish/report" else {"duckdb"})
+        assert node.owners == ["team:data"]
+    kinds = {key: set(node.kinds) for key, node in specs.items()}
+    assert all(kinds[k] == {"duckdb", "csv"} for k in EXPECTED_KEYS if k.startswith("raw/"))
+    assert all(kinds[k] == {"duckdb", "pandera"} for k in EXPECTED_KEYS if k.startswith("staging/"))
+    assert all(kinds[k] == {"duckdb"} for k in EXPECTED_KEYS if k.split("/")[0] in ("kpi", "roi"))
+    assert kinds["publish/report"] == {"html", "report"}
     # Every staging table from raw carries blocking Pandera and rejected-share checks; KPI and ROI
     # tables blocking rules of their own; the stage map a warning.
     checks = {(c.asset_key.to_user_string(), c.name): graph.get_check_spec(c).blocking for c in graph.asset_check_keys}
@@ -72,9 +82,15 @@ def test_asset_graph_is_complete_and_grouped_by_layer():
     assert parents("kpi/periodic") == {"staging/deals", "staging/customers", "staging/finance_gl",
                                        "staging/csat", "staging/crm_usage", "raw/customers"}
     assert parents("staging/deals") == {"raw/deals", "staging/fx_rates"}
-    assert parents("roi/summary") == {"roi/rolling", "kpi/periodic"}
+    # The quarantine is written by every staging step.
+    assert parents("kpi/data_quality") == {f"staging/{s}" for s in STREAMS}
+    assert parents("roi/summary") == {"roi/rolling", "kpi/periodic", "roi/bootstrap", "roi/counterfactual", "roi/tei"}
+    assert parents("roi/rolling") == {"kpi/periodic", "kpi/baseline", "roi/counterfactual", "staging/finance_gl"}
     assert parents("publish/analyst_copy") == {
         "staging/stage_map", *(k for k in EXPECTED_KEYS if k.split("/")[0] in ("kpi", "roi"))}
+    # The report is made from the analysts' copy, last.
+    assert parents("publish/report") == {"publish/analyst_copy"}
+    assert not graph.get(dg.AssetKey(["publish", "report"])).child_keys
 
 
 def test_schedule_uses_the_configured_cron(demo_config: Path):
@@ -110,6 +126,14 @@ def test_nightly_job_materializes_every_table(demo_config: Path):
     assert all(c.passed for c in checks if c.severity == dg.AssetCheckSeverity.ERROR)
     summary = result.asset_materializations_for_node("roi__summary")[0].metadata
     assert "roi" in summary and "| as_of" in summary["preview"].value
+    # The report, last: its main charts inline for the UI, and where its page is.
+    report = result.asset_materializations_for_node("publish__report")[0].metadata
+    assert report["charts"].value.count("](data:image/svg+xml;base64,") == 3
+    page = Path(report["html"].value)
+    assert page == demo_config.parent.parent / "warehouse_report" / "roi_report.html" and page.is_file()
+    assert set(report["pngs"].value) == {"payback", "roi", "revenue", "benefits_costs", "kpis", "sales_cycle",
+                                         "sensitivity", "tei", "data_quality"}
+    assert all(Path(p).is_file() for p in report["pngs"].value.values())
     staged = result.asset_materializations_for_node("staging__deals")[0].metadata
     assert staged["quarantined_rows"].value > 0
     with duckdb.connect(str(demo_config.parent.parent / "warehouse.duckdb"), read_only=True) as con:

@@ -617,3 +617,67 @@ def test_customer_kpis_are_null_not_zero_when_no_source_provides_customers(proje
     assert {k: baseline(con)[k] for k in customer_kpis} == dict.fromkeys(customer_kpis)
     (roi,) = rows(con, "SELECT benefit_retention FROM roi.rolling WHERE period_start = '2025-01-01'")
     assert roi["benefit_retention"] == 0
+
+
+def test_open_pipeline_at_the_period_start_and_pipeline_velocity(project):
+    # D1 created Dec 10, open, 1,000.   D2 created Dec 20, won Jan 15, 2,000 (26 days).
+    # D3 created Jan 5, lost Jan 25, 500.   D4 created Jan 20, won Feb 10, 4,000 (21 days).
+    con = project(deals=[
+        deal("D1", "2024-12-10", amount="1000"),
+        deal("D2", "2024-12-20", "2025-01-15", won=True, amount="2000"),
+        deal("D3", "2025-01-05", "2025-01-25", won=False, amount="500"),
+        deal("D4", "2025-01-20", "2025-02-10", won=True, amount="4000"),
+    ])
+    jan, feb, mar = (period(con, p) for p in ("2025-01-01", "2025-02-01", "2025-03-01"))
+    # Jan 1: D1, D2 created before, none closed.  Feb 1: D1..D4 created, D2 and D3 closed.  Mar 1: D4 closed too.
+    assert (jan["open_deals_start"], jan["open_pipeline_value_start"]) == (2, 3000.0)
+    assert (feb["open_deals_start"], feb["open_pipeline_value_start"]) == (2, 5000.0)
+    assert (mar["open_deals_start"], mar["open_pipeline_value_start"]) == (1, 1000.0)
+    # Jan: 2 open x win rate 1/2 x deal size 2,000 / 26 days.  Feb: 2 x 1 x 4,000 / 21.  Mar: nothing closed.
+    assert jan["pipeline_velocity"] == pytest.approx(2 * 0.5 * 2000 / 26)
+    assert feb["pipeline_velocity"] == pytest.approx(2 * 1.0 * 4000 / 21)
+    assert mar["pipeline_velocity"] is None
+    assert period(con, "2024-12-01")["pipeline_velocity"] is None  # no open deal at Dec 1
+
+
+def test_deal_kpis_by_owner_pipeline_and_segment(project):
+    # D1 U1/P1/EMEA won Jan 20 (1,000, created Jan 5).  D2 U2/P1/no segment lost Jan 25 (created Jan 10).
+    # D3 U1/P2/EMEA won Feb 11 (3,000, created Feb 1).
+    con = project(deals=[
+        deal("D1", "2025-01-05", "2025-01-20", won=True, amount="1000", owner_id="U1", pipeline="P1", segment="EMEA"),
+        deal("D2", "2025-01-10", "2025-01-25", won=False, owner_id="U2", pipeline="P1"),
+        deal("D3", "2025-02-01", "2025-02-11", won=True, amount="3000", owner_id="U1", pipeline="P2", segment="EMEA"),
+    ])
+    got = {(r["segment_type"], r["segment"], str(r["period_start"])): r
+           for r in rows(con, "SELECT * FROM kpi.periodic_by_segment")}
+    # U1, U2, P1, P2 and EMEA (deals without a segment are no segment) x 15 months, Jan 2024 .. Mar 2025.
+    assert len(got) == 5 * 15
+    u1_jan, u2_jan = got[("owner_id", "U1", "2025-01-01")], got[("owner_id", "U2", "2025-01-01")]
+    assert (u1_jan["deals_created"], u1_jan["deals_won"], u1_jan["win_rate"]) == (1, 1, 1.0)
+    assert u1_jan["revenue_won"] == 1000
+    assert (u2_jan["deals_lost"], u2_jan["win_rate"], u2_jan["revenue_won"]) == (1, 0.0, 0)
+    p1_jan = got[("pipeline", "P1", "2025-01-01")]
+    assert (p1_jan["deals_created"], p1_jan["win_rate"], p1_jan["avg_deal_size"]) == (2, 0.5, 1000.0)
+    emea_feb = got[("segment", "EMEA", "2025-02-01")]
+    assert (emea_feb["deals_won"], emea_feb["revenue_won"], emea_feb["sales_cycle_days_mean"]) == (1, 3000, 10.0)
+    assert emea_feb["phase"] == "post_go_live" and emea_feb["low_volume"] is True
+    assert got[("owner_id", "U2", "2025-02-01")]["win_rate"] is None  # nothing closed
+
+
+def test_data_quality_counts_valid_and_quarantined_rows_per_period_of_their_own_date(project):
+    # Valid: D1 (created Jan), D2 (created Feb).  Quarantined: D3 won while open (created Feb), D4 with a
+    # created_at that does not parse (no period); G1 a valid GL line posted in Mar.
+    con = project(
+        deals=[deal("D1", "2025-01-05"), deal("D2", "2025-02-03"),
+               deal("D3", "2025-02-07", is_won="true"), deal("D4", "not a date")],
+        finance=[gl("G1", "2025-03-02", "6100", "100")],
+    )
+    got = {(str(r["period_start"]), r["table_name"], r["reason"]): r["rows"]
+           for r in rows(con, "SELECT * FROM kpi.data_quality")}
+    assert got == {
+        ("2025-01-01", "deals", None): 1,
+        ("2025-02-01", "deals", None): 1,
+        ("2025-02-01", "deals", "is_won while not is_closed"): 1,
+        ("None", "deals", "unparseable created_at"): 1,
+        ("2025-03-01", "finance_gl", None): 1,
+    }

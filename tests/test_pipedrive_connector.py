@@ -155,7 +155,8 @@ def test_full_sync_maps_deals_history_and_customers(tmp_path: Path, store: Piped
         history = con.execute("SELECT deal_id, stage, entered_at FROM raw.deal_stage_history "
                               "ORDER BY deal_id, entered_at").fetchall()
         customers = {r[0]: r for r in con.execute(
-            "SELECT customer_id, name, started_at, churned_at, mrr FROM raw.customers").fetchall()}
+            "SELECT customer_id, name, started_at, churned_at, mrr, is_customer, created_at "
+            "FROM raw.customers").fetchall()}
         cursor = read_cursor(con, "pipedrive", "deals")
 
     assert len(deals) == len(store.deals)
@@ -173,14 +174,19 @@ def test_full_sync_maps_deals_history_and_customers(tmp_path: Path, store: Piped
     busy_history = [h for h in history if h[0] == str(busy)]
     assert len(busy_history) == 601 and busy_history[0][1] == "Appointment scheduled"
     assert flows_requested(fake).count(busy) == 2
-    # Customers: organizations with a customer-since date; prospects are left out.
+    # Every organization lands (staging keeps the customers): 1052 demo customers with a customer-since
+    # date, and 48 organizations only named by deals; none is flagged a customer by Pipedrive.
     customer_orgs = [o for o in store.orgs.values() if o["custom_fields"].get(field_key("Customer since"))]
-    assert len(customers) == len(customer_orgs) == 1052
+    assert (len(customers), len(customer_orgs)) == (len(store.orgs), 1052) == (1100, 1052)
+    assert {row[5] for row in customers.values()} == {"false"}
     churned = next(o for o in customer_orgs if o["custom_fields"].get(field_key("Churn date")))
     row = customers[str(churned["id"])]
     assert row[1:] == (churned["name"], f"{churned['custom_fields'][field_key('Customer since')]}T00:00:00.000Z",
                        f"{churned['custom_fields'][field_key('Churn date')]}T00:00:00.000Z",
-                       str(churned["custom_fields"][field_key("MRR")]["value"]))
+                       str(churned["custom_fields"][field_key("MRR")]["value"]), "false",
+                       utc_iso(churned["add_time"]))
+    prospect = next(o for o in store.orgs.values() if o not in customer_orgs)
+    assert customers[str(prospect["id"])][2:] == (None, None, None, "false", utc_iso(prospect["add_time"]))
     assert cursor == utc_iso(max(d["update_time"] for d in store.deals.values()))
     assert not any("api_token" in path for _, _, path in fake.log)
 
@@ -194,10 +200,13 @@ def test_columns_read_custom_fields_by_name_or_key(store: PipedriveStore, fake: 
     assert (rows[str(deal)]["amount"], rows[str(deal)]["currency"]) == ("9876.5", "EUR")
     assert rows[str(deal)]["pipeline"] == ("New business", "Expansion")[store.deals[deal]["pipeline_id"] - 1]
     assert (rows[str(no_currency)]["amount"], rows[str(no_currency)]["currency"]) == (None, None)
-    # Without columns, an organization's creation is its start as a customer, and every one counts.
+    # Without columns, an organization has no started_at: staging counts it from its first won deal.
     customers = read_rows(fake, "organizations")
     assert len(customers) == len(store.orgs)
-    assert customers[str(store.deals[deal]["org_id"])]["started_at"] is not None
+    org = store.orgs[store.deals[deal]["org_id"]]
+    assert customers[str(org["id"])] | {"name": None} == {
+        "customer_id": str(org["id"]), "name": None, "started_at": None, "churned_at": None, "mrr": None,
+        "is_customer": "false", "created_at": utc_iso(org["add_time"])}
     # A deal without a currency takes the company's default, read once.
     assert read_rows(fake, "deals")[str(no_currency)]["currency"] == "USD"
     assert sum(1 for _, _, path in fake.log if path.startswith("/api/v1/users/me")) == 1
@@ -205,6 +214,10 @@ def test_columns_read_custom_fields_by_name_or_key(store: PipedriveStore, fake: 
         read_rows(fake, "deals", columns={"closed_at": "Renewal date"})
     with pytest.raises(ValueError, match="not a canonical"):
         PipedriveSource(TOKEN, columns={"revenue": "Value"})
+    # segment has no Pipedrive field of its own: it comes from the one columns names.
+    segments = read_rows(fake, "deals", columns={"segment": "Deal type"})
+    assert segments[str(deal)]["segment"] == rows[str(deal)]["pipeline"]
+    assert read_rows(fake, "deals")[str(deal)].get("segment") is None
 
 
 def read_rows(fake: FakePipedrive, stream: str, **options: object) -> dict[str, dict]:
@@ -291,6 +304,9 @@ def test_a_deleted_organization_is_a_customer_until_the_full_sync_schedule_marks
     assert deleted_flag() is False
     # The weekly full sync as Dagster runs it: the nightly job with the schedule's run config.
     defs = build_defs(load_settings(config_file))
+    graph = defs.resolve_asset_graph()
+    api_keys = [k for k in graph.get_all_asset_keys() if k.path[-1] in ("pipedrive_deals", "pipedrive_organizations")]
+    assert len(api_keys) == 2 and all(set(graph.get(k).kinds) == {"duckdb", "pipedrive"} for k in api_keys)
     schedule = defs.resolve_schedule_def("full_sync_schedule")
     assert schedule.cron_schedule == "0 4 * * 0"
     with dg.instance_for_test() as instance:

@@ -29,7 +29,7 @@ from connectors.salesforce.settings import HISTORY_IDS_PER_QUERY, QUOTA_SHARE_PE
 from pipelines.api_sync import SyncResult, read_cursor, sync_stream
 from pipelines.config import Settings, load_settings
 from pipelines.transform import STAGING_TABLES, build_staging
-from pipelines.warehouse import connect
+from pipelines.warehouse import connect, open_with_raw
 from tests.conftest import ACCOUNTS, FAST_CLIENT, rows, run_pipeline
 
 REPO = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ CREDENTIALS = {"access_token": TOKEN, "client_id": CLIENT_ID, "client_secret": C
                "refresh_token": REFRESH}
 BATCH = 10  # the fake's queryAll batch, small so a few dozen deals span several pages
 DEALS = 40
-COLUMNS = {"churned_at": "Churn_Date__c", "mrr": "MRR__c"}
+COLUMNS = {"started_at": "Customer_Since__c", "churned_at": "Churn_Date__c", "mrr": "MRR__c"}
 # A read timeout short enough that a 'slow' fault trips it quickly.
 OPTIONS = {**FAST_CLIENT, "timeout": (2.0, 0.5)}
 SOURCE = "salesforce_1"
@@ -170,7 +170,10 @@ def test_full_sync_maps_opportunities_history_and_accounts(org, tmp_path):
         h["OpportunityId"] for h in fake.records["OpportunityHistory"].values())
     churned = next(a for a in fake.records["Account"].values() if a["Churn_Date__c"])
     assert customers[churned["Id"]]["churned_at"] == churned["Churn_Date__c"]
-    assert customers[churned["Id"]]["started_at"] == stamp(churned["CreatedDate"])
+    assert customers[churned["Id"]]["started_at"] == stamp(churned["Customer_Since__c"])
+    assert customers[churned["Id"]]["created_at"] == stamp(churned["CreatedDate"])
+    assert customers[churned["Id"]]["is_customer"] == "true"  # Type 'Customer - Direct'
+    assert set(customers) == set(fake.records["Account"])
     assert cursor == stamp(max(o["SystemModstamp"] for o in opportunities.values()))
 
 
@@ -196,7 +199,7 @@ def test_incremental_syncs_with_changes_equal_one_full_sync(org, tmp_path):
     closed_ids = sorted(i for i, o in opportunities.items() if o["IsClosed"] and not o["IsDeleted"])
     owner = next(iter(opportunities.values()))["OwnerId"]
 
-    newco = fake.create("Account", Name="Newco GmbH", Type="Customer", MRR__c=900.0)
+    newco = fake.create("Account", Name="Newco GmbH", Type="Customer - Direct", MRR__c=900.0)
     new_deal = fake.create("Opportunity", Name="Newco - Seats", AccountId=newco, OwnerId=owner,
                            StageName="qualifiedtobuy", Amount=5000.0, CloseDate="2026-12-31",
                            Type="new_business", CurrencyIsoCode="EUR")
@@ -355,6 +358,18 @@ def test_unknown_field_in_columns_is_a_clear_error(org, tmp_path):
     assert results["opportunities"].error is None
     error = results["accounts"].error or ""
     assert "INVALID_FIELD" in error and "No such column 'Churn_Date'" in error and "columns" in error
+
+
+def test_segment_comes_from_the_custom_field_columns_names(org, tmp_path):
+    # Salesforce has no standard region field on Opportunity; orgs add one (here Region__c).
+    fake = org()
+    config = configure(tmp_path, fake, columns={**COLUMNS, "segment": "Region__c"})
+    assert sync(config)["opportunities"].error is None
+    with open_with_raw(load_settings(config).duckdb_path, read_only=True) as con:
+        landed = dict(con.execute("SELECT deal_id, segment FROM raw.deals").fetchall())
+    regions = {record["Id"]: record["Region__c"] for record in fake.records["Opportunity"].values()}
+    assert landed == regions
+    assert set(landed.values()) == {"Americas", "EMEA", "APAC"}
 
 
 # -- (e) request budget ------------------------------------------------------------------------------------

@@ -325,7 +325,9 @@ class PipedriveStore:
 
     def export_canonical(self, folder: Path) -> Path:
         """This account as canonical export files (deals, deal_stage_history, customers),
-        written straight from the store, independently of the connector."""
+        written straight from the store, independently of the connector. Every organization is
+        a customers row, flagged no customer (Pipedrive has no such notion), with its
+        "Customer since" as started_at and its add_time as created_at."""
         folder.mkdir(parents=True, exist_ok=True)
         deal_rows, history_rows = [], []
         for deal in self.deals.values():
@@ -351,8 +353,9 @@ class PipedriveStore:
         customers = [
             {"customer_id": org["id"], "name": org["name"], "started_at": _midnight(self.custom(org, "Customer since")),
              "churned_at": _midnight(self.custom(org, "Churn date")),
-             "mrr": (self.custom(org, "MRR") or {}).get("value", "")}
-            for org in self.orgs.values() if self.custom(org, "Customer since") and not org["is_deleted"]
+             "mrr": (self.custom(org, "MRR") or {}).get("value", ""),
+             "is_customer": "false", "created_at": v2_time(org["add_time"])}
+            for org in self.orgs.values() if not org["is_deleted"]
         ]
         _write_csv(folder / "deals.csv", deal_rows)
         _write_csv(folder / "deal_stage_history.csv", history_rows)

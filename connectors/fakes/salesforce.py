@@ -45,7 +45,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     "Opportunity": {
         "Id": "id", "Name": "string", "AccountId": "reference:Account", "OwnerId": "reference:User",
         "StageName": "picklist", "IsClosed": "boolean", "IsWon": "boolean", "Amount": "currency",
-        "Probability": "percent", "CloseDate": "date", "Type": "picklist", **_STAMPS,
+        "Probability": "percent", "CloseDate": "date", "Type": "picklist", "Region__c": "picklist", **_STAMPS,
     },
     "OpportunityHistory": {
         "Id": "id", "OpportunityId": "reference:Opportunity", "StageName": "picklist", "Amount": "currency",
@@ -54,7 +54,7 @@ SCHEMA: dict[str, dict[str, str]] = {
     },
     "Account": {
         "Id": "id", "Name": "string", "Type": "picklist", "MasterRecordId": "reference:Account",
-        "Churn_Date__c": "date", "MRR__c": "currency", **_STAMPS,
+        "Customer_Since__c": "datetime", "Churn_Date__c": "date", "MRR__c": "currency", **_STAMPS,
     },
     "RecordType": {"Id": "id", "Name": "string", "DeveloperName": "string", "SobjectType": "string",
                    "IsActive": "boolean", "SystemModstamp": "datetime"},
@@ -62,6 +62,12 @@ SCHEMA: dict[str, dict[str, str]] = {
     "OpportunityStage": {"Id": "id", "ApiName": "string", "MasterLabel": "string", "IsClosed": "boolean",
                          "IsWon": "boolean", "IsActive": "boolean", "SortOrder": "int",
                          "DefaultProbability": "percent"},
+}
+# Restricted picklists: (sObject, field) -> the values a record may hold. Account.Type as
+# Salesforce ships it: only the "Customer - ..." values say an account is a customer.
+PICKLISTS = {
+    ("Account", "Type"): ("Prospect", "Customer - Direct", "Customer - Channel", "Channel Partner / Reseller",
+                          "Installation Partner", "Technology Partner", "Partner", "Competitor", "Other"),
 }
 MAX_URI = 16_384  # bytes of path and query a REST request may have
 ACTIVE_CURRENCIES = frozenset({"USD", "EUR", "GBP"})  # a multi-currency org holds only these
@@ -300,6 +306,7 @@ class FakeSalesforce(FakeServer):
         An opportunity gets its first history row, as in Salesforce.
         """
         with self._lock:
+            _check_picklists(sobject, values)
             record_id = str(values.pop("Id", None) or self.new_id(sobject))
             stamp = str(values.pop("stamp", None) or self.now())
             record = {name: None for name in self.schema[sobject]}
@@ -318,6 +325,7 @@ class FakeSalesforce(FakeServer):
     def update(self, sobject: str, record_id: str, **values: object) -> None:
         """Change fields as a user would: stamps move, tracked opportunity changes add history."""
         with self._lock:
+            _check_picklists(sobject, values)
             record = self.records[sobject][record_id]
             changed = any(record.get(name) != value for name, value in values.items() if name in HISTORY_TRACKED)
             record.update(values)
@@ -393,7 +401,8 @@ class FakeSalesforce(FakeServer):
         but open, closed without a close date, an inactive currency). Ids become Salesforce
         ids; an open deal's CloseDate is its expected close (created + 30 days), which the
         connector must ignore. `limit` keeps that many deals spread evenly over the file (old and
-        recent, open and closed) and only the accounts they name.
+        recent, open and closed) and only the accounts they name. Every customer is an account of
+        Type "Customer - Direct" created when it started, with that start in Customer_Since__c.
         """
         folder = Path(folder)
         org = cls(**options)  # type: ignore[arg-type]
@@ -423,8 +432,9 @@ class FakeSalesforce(FakeServer):
                 continue
             started, churned = parse_datetime(row["started_at"]), row["churned_at"]
             stamp = max(started, parse_datetime(churned)) if churned else started
-            org.create("Account", Id=sf_id("Account", row["customer_id"]), Name=row["name"], Type="Customer",
-                       CreatedDate=sf_datetime(started), Churn_Date__c=churned[:10] or None,
+            org.create("Account", Id=sf_id("Account", row["customer_id"]), Name=row["name"],
+                       Type="Customer - Direct", CreatedDate=sf_datetime(started),
+                       Customer_Since__c=sf_datetime(started), Churn_Date__c=churned[:10] or None,
                        MRR__c=float(row["mrr"]) if row["mrr"] else None, stamp=org._seed_stamp(stamp))
         for row in deals:
             org._seed_deal(row, history.get(row["deal_id"], []), sf_id)
@@ -456,6 +466,7 @@ class FakeSalesforce(FakeServer):
             "OwnerId": sf_id("User", row["owner_id"]), "StageName": row["stage"], "Type": row["pipeline"],
             "Amount": float(row["amount"]) if row["amount"] else None, "CloseDate": str(close),
             "IsDeleted": row.get("is_deleted") == "true", "CreatedDate": sf_datetime(created),
+            "Region__c": row.get("segment") or None,  # a custom field, as orgs add for sales regions
         }
         if self.multi_currency:
             values["CurrencyIsoCode"] = row["currency"]
@@ -484,7 +495,10 @@ class FakeSalesforce(FakeServer):
         This is what an export of the same org holds: currency is the record's (or the
         org default), closed_at is the CloseDate of closed deals only, pipeline is the
         record type's developer name (or Type), a stage is entered when a history row
-        first shows it, deleted deals are flagged and deleted accounts are left out.
+        first shows it, deleted deals are flagged and deleted accounts are left out. Every
+        other account is a customers row, as an account export with a "customer?" column
+        holds it: started_at from Customer_Since__c, is_customer from a "Customer - ..." Type,
+        created_at the CreatedDate.
         """
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
@@ -510,8 +524,11 @@ class FakeSalesforce(FakeServer):
                 previous = h["StageName"]
         for a in sorted(self.records["Account"].values(), key=lambda r: r["Id"]):
             if not a["IsDeleted"]:
-                customers.append({"customer_id": a["Id"], "name": a["Name"], "started_at": _iso(a["CreatedDate"]),
-                                  "churned_at": a["Churn_Date__c"] or "", "mrr": _text(a["MRR__c"])})
+                customers.append({"customer_id": a["Id"], "name": a["Name"],
+                                  "started_at": _iso(a["Customer_Since__c"] or ""),
+                                  "churned_at": a["Churn_Date__c"] or "", "mrr": _text(a["MRR__c"]),
+                                  "is_customer": _text(str(a["Type"]).startswith("Customer - ")),
+                                  "created_at": _iso(a["CreatedDate"])})
         for name, rows in (("deals", deals), ("deal_stage_history", stages), ("customers", customers)):
             with (folder / f"{name}.csv").open("w", newline="", encoding="utf-8") as handle:
                 writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["deal_id"])
@@ -715,7 +732,10 @@ class FakeSalesforce(FakeServer):
         fields = [{"name": name, "label": name, "type": kind.split(":")[0], "custom": name.endswith("__c"),
                    "nillable": kind not in ("id", "boolean"),
                    "referenceTo": [kind.split(":")[1]] if kind.startswith("reference:") else [],
-                   "relationshipName": name[:-2] if kind.startswith("reference:") else None}
+                   "relationshipName": name[:-2] if kind.startswith("reference:") else None,
+                   "restrictedPicklist": (sobject, name) in PICKLISTS,
+                   "picklistValues": [{"value": v, "label": v, "active": True, "defaultValue": False}
+                                      for v in PICKLISTS.get((sobject, name), ())]}
                   for name, kind in self.schema[sobject].items()]
         record_types = [{"name": r["Name"], "developerName": r["DeveloperName"], "recordTypeId": r["Id"],
                          "active": r["IsActive"], "master": False}
@@ -769,6 +789,14 @@ class FakeSalesforce(FakeServer):
         locator = base64.b64encode(str(end).encode()).decode() if end < len(job.rows) else "null"
         return Response(out.getvalue(), 200, content_type="text/csv; charset=UTF-8",
                         headers={"Sforce-Locator": locator, "Sforce-NumberOfRecords": str(len(job.rows[start:end]))})
+
+
+def _check_picklists(sobject: str, values: dict) -> None:
+    """A restricted picklist refuses any other value (INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST)."""
+    for name, value in values.items():
+        allowed = PICKLISTS.get((sobject, name))
+        if allowed is not None and value is not None and value not in allowed:
+            raise ValueError(f"{sobject}.{name}: bad value for restricted picklist field: {value}")
 
 
 def _errors(status: int, code: str, message: str) -> Response:

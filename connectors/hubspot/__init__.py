@@ -53,7 +53,7 @@ __all__ = ["HubSpotSource"]
 
 LIVE, ARCHIVED, DONE = "live", "archived", "done"
 MAPPABLE_COLUMNS = frozenset({
-    *settings.DEAL_COLUMNS, *settings.DEAL_ASSOCIATED_COLUMNS,
+    *settings.DEAL_COLUMNS, *settings.DEAL_OPTIONAL_COLUMNS, *settings.DEAL_ASSOCIATED_COLUMNS,
     *settings.CUSTOMER_COLUMNS, *settings.CUSTOMER_OPTIONAL_COLUMNS,
 })
 
@@ -196,10 +196,10 @@ class _Deals(_ObjectStream):
     history = (settings.STAGE,)
 
     def __init__(self, api: HubSpotApi, columns: dict[str, str], portal_currency: Callable[[], str | None]):
-        self._property_of = {**settings.DEAL_COLUMNS,
-                             **{k: v for k, v in columns.items() if k in settings.DEAL_COLUMNS}}
+        wanted = (*settings.DEAL_COLUMNS, *settings.DEAL_OPTIONAL_COLUMNS)
+        self._property_of = {**settings.DEAL_COLUMNS, **{k: v for k, v in columns.items() if k in wanted}}
         self._company_property = columns.get("account_id")
-        custom = [v for k, v in columns.items() if k in settings.DEAL_COLUMNS or k == "account_id"]
+        custom = [v for k, v in columns.items() if k in wanted or k == "account_id"]
         super().__init__(api, [*settings.DEAL_FIXED_PROPERTIES, *self._property_of.values(), *custom], custom)
         self.associations = () if self._company_property else ("companies",)
         self._portal_currency = portal_currency
@@ -242,7 +242,8 @@ class _Deals(_ObjectStream):
         props = record.get("properties") or {}
 
         def value(column: str) -> str | None:
-            return text(props.get(self._property_of[column]))
+            name = self._property_of.get(column)
+            return text(props.get(name)) if name else None
 
         pipeline, stage = text(props.get(settings.PIPELINE)), text(props.get(settings.STAGE))
         is_closed, is_won = self._stages.get((pipeline, stage)) or self._stages.get((None, stage)) or (None, None)
@@ -253,6 +254,7 @@ class _Deals(_ObjectStream):
             "account_id": text(props.get(self._company_property)) if self._company_property else company,
             "owner_id": value("owner_id"),
             "pipeline": pipeline,
+            "segment": value("segment"),
             "stage": stage,
             "is_closed": is_closed,
             "is_won": is_won,

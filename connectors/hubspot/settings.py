@@ -57,6 +57,9 @@ DEAL_COLUMNS = {
     "created_at": CREATED,
     "closed_at": "closedate",
 }
+# Canonical deal columns HubSpot has no standard property for: read only when `columns` names one
+# (e.g. `{segment: region}`, a custom deal property).
+DEAL_OPTIONAL_COLUMNS = ("segment",)
 # account_id comes from the deal's primary company association unless mapped to a property.
 DEAL_ASSOCIATED_COLUMNS = ("account_id",)
 # Amount properties HubSpot keeps in the portal's home currency, whatever the deal's currency.

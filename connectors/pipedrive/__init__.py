@@ -14,7 +14,9 @@ What is read, and why in this order (CRM_APIS.md §3, §5):
 - stage history: `/v1/deals/{id}/flow`, for every deal read whose update_time is
   at or after the window start (a stage change bumps it): the deal's first stage
   at add_time plus each `stage_id` change. A page carries each deal's complete history.
-- organizations: the v2 list, as customers.
+- organizations: the v2 list, every one as a customers row. Pipedrive has no notion of a
+  customer, so none is flagged is_customer: staging counts one that has a won deal, or a
+  value in the field `columns` maps to started_at (e.g. a "Customer since" date).
 closed / won / deleted come from the deal's status (open|won|lost|deleted), never from a
 stage label. The cursor is the latest update_time committed, never later than the
 moment the sync started (a record changed mid-sync is read again next time).
@@ -50,6 +52,8 @@ log = logging.getLogger(__name__)
 
 _ASCENDING = {"sort_by": "update_time", "sort_direction": "asc"}
 _FIELD_LISTS = {"deals": settings.DEAL_FIELDS, "customers": settings.ORGANIZATION_FIELDS}
+# Columns an organization's own fields decide; `columns` maps the rest (created_at there is the deals').
+_ORGANIZATION_COLUMNS = frozenset({"customer_id", "is_customer", "created_at"})
 
 
 class PipedriveSource:
@@ -70,7 +74,9 @@ class PipedriveSource:
         if not token:
             raise ValueError("a Pipedrive API token is required")
         columns = dict(columns or {})
-        kinds = {table: CANONICAL_STREAMS[table].columns for table in _FIELD_LISTS}
+        kinds = {"deals": CANONICAL_STREAMS["deals"].columns,
+                 "customers": {c: k for c, k in CANONICAL_STREAMS["customers"].columns.items()
+                               if c not in _ORGANIZATION_COLUMNS}}
         unknown = sorted(set(columns).difference(*kinds.values()))
         if unknown:
             raise ValueError(f"columns: '{unknown[0]}' is not a canonical deals or customers column")
@@ -179,25 +185,26 @@ class PipedriveSource:
         since = checkpoint.window_start(self._lookback)
         params = _ASCENDING | ({"updated_since": utc_iso(since, whole_seconds=True)} if since else {})
         for page in v2_pages(self._client, settings.ORGANIZATIONS, params):
-            rows = [row for org in page if (row := self._customer_row(org)) is not None]
-            log.info("pipedrive organizations: %d read, %d customers", len(page), len(rows))
+            log.info("pipedrive organizations: %d read", len(page))
             if page:
-                yield Page(tables={"customers": TableRows("customer_id", rows)} if rows else {},
-                           cursor=checkpoint.advance(page))
+                rows = [self._customer_row(org) for org in page]
+                yield Page(tables={"customers": TableRows("customer_id", rows)}, cursor=checkpoint.advance(page))
         yield from checkpoint.closing_page()
 
-    def _customer_row(self, org: dict) -> dict[str, str | None] | None:
-        """An organization as a customer; None for a prospect when started_at is a field it leaves empty."""
-        fields = self._field_refs("customers")
+    def _customer_row(self, org: dict) -> dict[str, str | None]:
+        """An organization, customer or not: a won deal makes it one, and winning a deal does not
+        change the organization, so staging decides from the deals."""
         row = {
             "customer_id": str(org["id"]),
             "name": org.get("name"),
-            "started_at": iso_time(org.get("add_time")),
+            "started_at": None,
             "churned_at": None,
             "mrr": None,
+            "is_customer": "false",
+            "created_at": iso_time(org.get("add_time")),
         }
-        _apply_columns(row, org, fields, CANONICAL_STREAMS["customers"].columns)
-        return None if "started_at" in fields and row["started_at"] is None else row
+        _apply_columns(row, org, self._field_refs("customers"), CANONICAL_STREAMS["customers"].columns)
+        return row
 
     # -- reference data, read once per run ------------------------------------
     def _names(self, kind: str) -> dict[str, str]:

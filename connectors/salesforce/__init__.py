@@ -3,9 +3,11 @@
 `read("opportunities", cursor)` yields one page per queryAll batch: the deals,
 and the complete OpportunityHistory of every deal in it (rows are replaced per
 deal_id, so a page must carry a deal's whole history). `read("accounts", ...)`
-yields customers. Both read `SystemModstamp >= cursor - lookback`, oldest
-first, with deleted and merged records flagged `is_deleted`; the cursor each
-page carries is the newest SystemModstamp it holds, never past the sync start.
+yields every account as a customers row, flagged is_customer when its Type is
+one of `customer_types` (staging keeps customers only). Both read
+`SystemModstamp >= cursor - lookback`, oldest first, with deleted and merged
+records flagged `is_deleted`; the cursor each page carries is the newest
+SystemModstamp it holds, never past the sync start.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ from connectors.salesforce.helpers import (
     whole_seconds,
 )
 from connectors.salesforce.settings import (
+    ACCOUNT_TYPE_FIELD,
     CURRENCY_FIELD,
     CUSTOMER_COLUMNS_SETTABLE,
     CUSTOMER_FIELDS,
+    CUSTOMER_TYPES,
     DEAL_COLUMNS_SETTABLE,
     DEAL_FIELDS,
     PIPELINE_FIELD_DEFAULT,
@@ -48,6 +52,7 @@ class SalesforceSource:
     `client_secret` and `refresh_token` (then the token endpoint under
     `login_url` names the instance). `columns` maps a canonical column to
     another field, e.g. {"churned_at": "Churn_Date__c", "amount": "Amount_USD__c"}.
+    `customer_types` are the Account.Type values that make an account a customer.
     """
 
     streams = API_STREAMS["salesforce"]
@@ -64,6 +69,7 @@ class SalesforceSource:
         api_version: str = "v61.0",
         use_bulk: bool = False,
         columns: dict[str, str] | None = None,
+        customer_types: Iterable[str] = CUSTOMER_TYPES,
         lookback_minutes: int = 60,
         client_options: dict | None = None,
     ):
@@ -75,6 +81,7 @@ class SalesforceSource:
         if token and not base_url and oauth is None:
             raise ValueError("Salesforce base_url (the org's instance URL) is required with a plain token")
         self._columns = _checked_columns(columns or {})
+        self._customer_types = frozenset(customer_types)
         self._lookback = dt.timedelta(minutes=lookback_minutes)
         self._api = SalesforceApi(
             token=token, oauth=oauth,
@@ -108,10 +115,17 @@ class SalesforceSource:
 
     def _accounts(self, since: dt.datetime | None, started: dt.datetime) -> Iterator[Page]:
         fields = {**CUSTOMER_FIELDS, **{c: f for c, f in self._columns.items() if c in CUSTOMER_COLUMNS_SETTABLE}}
-        for batch in changes(self._api, "Account", _select_list(fields), since, started):
-            # is_deleted (merged or deleted accounts) reaches raw.customers once that table has the column.
-            customers = [canonical_row(record, fields, "customers") for record in batch.records]
+        select_list = _select_list({**fields, "is_customer": ACCOUNT_TYPE_FIELD})  # is_customer from Type
+        for batch in changes(self._api, "Account", select_list, since, started):
+            customers = [self._account_row(record, fields) for record in batch.records]
             yield _page({"customers": TableRows("customer_id", customers)}, batch.cursor)
+
+    def _account_row(self, record: dict, fields: dict[str, str]) -> dict[str, str | None]:
+        """Every account, prospects and partners too: whether it is a customer may also follow from
+        a won opportunity, which staging reads from the deals (the account does not change when one is won)."""
+        row = canonical_row(record, fields, "customers")
+        row["is_customer"] = to_text(record.get(ACCOUNT_TYPE_FIELD) in self._customer_types, "")
+        return row
 
     def _opportunity_fields(self) -> dict[str, str]:
         """Canonical column -> Opportunity field for this org: describe tells whether it has record

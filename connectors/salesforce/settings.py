@@ -17,15 +17,22 @@ DEAL_FIELDS = {
     "created_at": "CreatedDate", "closed_at": "CloseDate", "updated_at": "SystemModstamp",
     "is_deleted": "IsDeleted",
 }
+# segment has no standard Opportunity field: it is read only when `columns` names one (e.g. Region__c).
 DEAL_COLUMNS_SETTABLE = frozenset({
-    "deal_name", "account_id", "owner_id", "pipeline", "stage", "amount", "currency", "created_at", "closed_at",
+    "deal_name", "account_id", "owner_id", "pipeline", "segment", "stage", "amount", "currency", "created_at",
+    "closed_at",
 })
 PIPELINE_FIELD_RECORD_TYPES = "RecordType.DeveloperName"  # orgs with Opportunity record types
 PIPELINE_FIELD_DEFAULT = "Type"
 CURRENCY_FIELD = "CurrencyIsoCode"  # exists only in multi-currency orgs
 
-CUSTOMER_FIELDS = {"customer_id": "Id", "name": "Name", "started_at": "CreatedDate", "is_deleted": "IsDeleted"}
+# Every Account lands; staging keeps the customers (connectors/contract.py). started_at is
+# set only through `columns` (e.g. a Customer_Since__c field): by default staging derives it.
+CUSTOMER_FIELDS = {"customer_id": "Id", "name": "Name", "created_at": "CreatedDate", "is_deleted": "IsDeleted"}
 CUSTOMER_COLUMNS_SETTABLE = frozenset({"name", "started_at", "churned_at", "mrr"})
+ACCOUNT_TYPE_FIELD = "Type"
+# The Account.Type picklist values that mean a customer in the picklist Salesforce ships.
+CUSTOMER_TYPES = ("Customer - Direct", "Customer - Channel")
 
 HISTORY_FIELDS = ("OpportunityId", "StageName", "CreatedDate")
 # Ids per `OpportunityId IN (...)` query: 500 URL-encoded ids are ~13.5k characters, under

@@ -27,7 +27,7 @@ def _api_asset(source: str, kind: str, stream: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=key,
         group_name="raw",
-        kinds={"duckdb", kind},
+        kinds={kind},
         pool=POOL,
         check_specs=[dg.AssetCheckSpec("sync_succeeded", asset=key,
                                        description="The last sync reached the end of the stream.")],

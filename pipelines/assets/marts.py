@@ -32,9 +32,8 @@ def _headline(con: duckdb.DuckDBPyConnection, currency: str) -> dict:
 def _mart_asset(spec: Table) -> dg.AssetsDefinition:
     @dg.asset(
         key=table_key(spec.name),
-        deps=[table_key(t) for t in sorted(spec.reads)],
+        deps=[table_key(t) for t in sorted({p for read in spec.reads for p in REGISTRY.producers(read)})],
         group_name=spec.schema,
-        kinds={"duckdb"},
         pool=POOL,
         check_specs=sql_check_specs(spec),
         description=f"`{spec.name}`: {spec.description} Model: sql/{spec.model}.sql.",
@@ -56,7 +55,6 @@ def _mart_asset(spec: Table) -> dg.AssetsDefinition:
     key=["publish", "analyst_copy"],
     deps=[table_key(t.name) for t in REGISTRY.marts],
     group_name="publish",
-    kinds={"duckdb"},
     pool=POOL,
     description=(
         "The file analysts open (`<duckdb_path>.published.duckdb`): the staging, quarantine, KPI "
@@ -64,10 +62,10 @@ def _mart_asset(spec: Table) -> dg.AssetsDefinition:
         "so readers never block the run and never see a half-built state."
     ),
 )
-def analyst_copy(crm_roi: dg.ResourceParam[CrmRoi]) -> dg.MaterializeResult:
+def analyst_copy(context: dg.AssetExecutionContext, crm_roi: dg.ResourceParam[CrmRoi]) -> dg.MaterializeResult:
     settings = crm_roi.settings
     with crm_roi.warehouse() as con:
-        counts = publish(con, settings.duckdb_path, settings.published_path)
+        counts = publish(con, settings.duckdb_path, settings.published_path, context.run.run_id)
     return dg.MaterializeResult(metadata={
         "path": dg.MetadataValue.path(str(settings.published_path)),
         "tables": len(counts),

@@ -20,7 +20,7 @@ def _raw_asset(stream: str) -> dg.AssetsDefinition:
     @dg.asset(
         key=["raw", stream],
         group_name="raw",
-        kinds={"duckdb", "csv"},
+        kinds={"csv"},
         pool=POOL,
         description=(
             f"`raw.{stream}`: the {stream} export files of every source, as landed "

@@ -23,7 +23,6 @@ def _staging_asset(spec: Table, api_deps: list[dg.AssetKey]) -> dg.AssetsDefinit
         key=table_key(spec.name),
         deps=[*(table_key(t) for t in sorted(spec.reads)), *api_deps],
         group_name="staging",
-        kinds={"duckdb"},
         pool=POOL,
         check_specs=check_specs(spec),
         description=(

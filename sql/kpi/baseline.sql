@@ -41,7 +41,9 @@ pooled AS (
         avg(sales_marketing_spend) AS sales_marketing_spend,
         sum(sales_marketing_spend) / nullif(sum(customers_new), 0) AS cac,
         avg(operating_cost) AS operating_cost,
-        avg(crm_cost) AS crm_cost
+        avg(crm_cost) AS crm_cost,
+        avg(open_deals_start) AS open_deals_start,
+        avg(open_pipeline_value_start) AS open_pipeline_value_start
     FROM window_periods
 )
 SELECT
@@ -66,5 +68,10 @@ SELECT
     responses.csat_avg,
     usage.adoption_rate,
     pooled.operating_cost,
-    pooled.crm_cost
+    pooled.crm_cost,
+    pooled.open_deals_start,
+    pooled.open_pipeline_value_start,
+    pipeline_velocity(pooled.open_deals_start, pooled.win_rate,
+                      (SELECT sum(amount_base) / nullif(count(amount_base), 0) FROM won_deals),
+                      (SELECT avg(cycle_days) FROM won_deals)) AS pipeline_velocity
 FROM bounds, pooled, responses, usage

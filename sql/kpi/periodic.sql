@@ -73,6 +73,25 @@ satisfaction AS (
     SELECT period_of(responded_at) AS period_start, avg(score) AS csat_avg
     FROM staging.csat WHERE responded_at < getvariable('cutoff') GROUP BY ALL
 ),
+-- The open pipeline at each period's start: deals created before it less those closed before
+-- it (a deal closes no earlier than the day it was created), in counts and base-currency value.
+pipeline_events AS (
+    SELECT period_of(created_at) AS period_start, count(*) AS opened, coalesce(sum(amount_base), 0) AS opened_value,
+           0 AS closed, 0 AS closed_value
+    FROM live_deals WHERE created_at < getvariable('cutoff') GROUP BY ALL
+    UNION ALL
+    SELECT period_of(closed_at), 0, 0, count(*), coalesce(sum(amount_base), 0)
+    FROM live_deals WHERE is_closed AND closed_at < getvariable('cutoff') GROUP BY ALL
+),
+open_pipeline AS (
+    SELECT
+        p.period_start,
+        (SELECT coalesce(sum(opened - closed), 0) FROM pipeline_events AS e WHERE e.period_start < p.period_start)
+            AS open_deals_start,
+        (SELECT coalesce(sum(opened_value - closed_value), 0) FROM pipeline_events AS e
+          WHERE e.period_start < p.period_start) AS open_pipeline_value_start
+    FROM periods AS p
+),
 adoption AS (
     SELECT period_of(period_start) AS period_start,
            sum(active_users) / nullif(sum(licensed_seats), 0) AS adoption_rate
@@ -101,7 +120,12 @@ SELECT
     satisfaction.csat_avg,
     adoption.adoption_rate,
     coalesce(finance.operating_cost, 0) AS operating_cost,
-    coalesce(finance.crm_cost, 0) AS crm_cost
+    coalesce(finance.crm_cost, 0) AS crm_cost,
+    op.open_deals_start,
+    op.open_pipeline_value_start,
+    pipeline_velocity(op.open_deals_start, closed.deals_won / nullif(closed.deals_won + closed.deals_lost, 0),
+                      closed.revenue_won / nullif(closed.won_with_amount, 0), closed.sales_cycle_days_mean)
+        AS pipeline_velocity
 FROM periods AS p
 LEFT JOIN created USING (period_start)
 LEFT JOIN closed USING (period_start)
@@ -109,4 +133,5 @@ LEFT JOIN customer_flows AS cf USING (period_start)
 LEFT JOIN finance USING (period_start)
 LEFT JOIN satisfaction USING (period_start)
 LEFT JOIN adoption USING (period_start)
+LEFT JOIN open_pipeline AS op USING (period_start)
 ORDER BY p.period_start

@@ -1,7 +1,8 @@
 -- roi.rolling: one row per complete period from the earlier of go-live and the
--- first CRM cost, re-evaluated every run. Benefits are valued against the
--- baseline, at gross margin and the CRM's attribution share, with a risk
--- haircut; every CRM cost counts in the period it is posted.
+-- first CRM cost, re-evaluated every run. Revenue is valued against the configured
+-- counterfactual (roi.counterfactual), the other benefits against the baseline, at
+-- gross margin and the CRM's attribution share, with a risk haircut; every CRM cost
+-- counts in the period it is posted.
 WITH crm_costs AS (
     SELECT period_of(posted_on) AS period_start, sum(amount_base) AS cost, min(posted_on) AS first_posted
     FROM staging.finance_gl
@@ -19,16 +20,22 @@ period_rows AS (
         p.period_start,
         p.period_start >= getvariable('go_live') AS is_post,
         row_number() OVER (ORDER BY p.period_start) - 1 AS k,
-        k_p.revenue_won, k_p.churn_rate, k_p.customers_active_start, k_p.operating_cost,
+        cf.revenue_won, cf.expected_revenue AS counterfactual_revenue,
+        k_p.churn_rate, k_p.customers_active_start, k_p.operating_cost,
         coalesce(c.cost, 0) AS cost_total
     FROM periods AS p
     LEFT JOIN kpi.periodic AS k_p USING (period_start)
+    LEFT JOIN roi.counterfactual AS cf
+           ON cf.period_start = p.period_start AND cf.method = getvariable('counterfactual_method')
     LEFT JOIN crm_costs AS c USING (period_start)
 ),
 benefits AS (
     SELECT
         r.*,
-        CASE WHEN is_post THEN coalesce(r.revenue_won - b.revenue_won, 0) ELSE 0 END AS incremental_revenue,
+        -- Before go-live E is the actual revenue: nothing is incremental.
+        CASE WHEN is_post THEN r.counterfactual_revenue ELSE r.revenue_won END AS expected_revenue,
+        CASE WHEN is_post THEN coalesce(r.revenue_won - r.counterfactual_revenue, 0) ELSE 0 END
+            AS incremental_revenue,
         CASE WHEN is_post
              THEN coalesce((b.churn_rate - r.churn_rate) * r.customers_active_start, 0) ELSE 0 END
             AS customers_saved,
@@ -93,7 +100,8 @@ SELECT
     cumulative_benefit / nullif(cumulative_cost, 0) AS gross_return_ratio,
     roi_trailing_12m,
     npv_cumulative,
-    cumulative_benefit >= cumulative_cost AS payback_reached
+    cumulative_benefit >= cumulative_cost AS payback_reached,
+    expected_revenue
 FROM running
 JOIN trailing_12m USING (period_start)
 ORDER BY period_start

@@ -15,7 +15,7 @@ parsed AS NOT MATERIALIZED (
     SELECT
         r._source AS source,
         nullif(trim(r.deal_id), '') AS deal_id,
-        r.deal_name, r.account_id, r.owner_id, r.pipeline, r.stage,
+        r.deal_name, r.account_id, r.owner_id, r.pipeline, r.stage, r.segment,
         upper(trim(r.currency)) AS currency,
         parse_bool(r.is_closed) AS is_closed,
         parse_bool(r.is_won) AS is_won,
@@ -59,6 +59,7 @@ SELECT
     amount * fx_rate AS amount_base,
     created_at, closed_at, updated_at,
     _batch_id AS batch_id,
+    segment,
     coalesce(deal_id, raw_deal_id) AS _key,
     list_filter([
         CASE WHEN deal_id IS NULL THEN 'missing deal_id' END,
