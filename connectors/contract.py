@@ -1,10 +1,12 @@
 """The canonical data contract: what every source lands in raw, and on what terms.
 
-Export files and API connectors land the same streams with the same textual
-columns, so one staging model per stream serves every CRM. The warehouse, the
-file reader, the connectors and the sync all read the contract from here: a
-column, a key or a stream added here is added everywhere, and cannot drift
-between the side that writes raw and the side that reads it.
+Export files and API connectors produce the same streams with the same textual
+columns, and both land them in raw through `typed_rows`: each value is parsed
+once, at landing, by the parsers of sql/macros.sql, so one staging model per
+stream serves every CRM and never parses again. The warehouse, the file reader,
+the connectors and the sync all read the contract from here: a column, a key or
+a stream added here is added everywhere, and cannot drift between the side that
+writes raw and the side that reads it.
 """
 
 from __future__ import annotations
@@ -13,8 +15,13 @@ import datetime as dt
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-# How staging parses a canonical column; raw holds every value as text.
+# What a canonical column holds. Sources produce text; landing parses it into the kind's type.
 TEXT, BOOL, NUMBER, TIMESTAMP, DATE = "text", "bool", "number", "timestamp", "date"
+# The raw column type of each kind, and the sql/macros.sql parser that reads it from text.
+SQL_TYPES = {TEXT: "VARCHAR", BOOL: "BOOLEAN", NUMBER: "DOUBLE", TIMESTAMP: "TIMESTAMP", DATE: "DATE"}
+PARSERS = {BOOL: "parse_bool", NUMBER: "parse_number", TIMESTAMP: "parse_ts", DATE: "parse_date"}
+# The text of a row that held a value its parser could not read: raw.<stream>._text, null otherwise.
+TEXT_COLUMN = "_text"
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,29 @@ CANONICAL_STREAMS: dict[str, CanonicalStream] = {
         ),
     )
 }
+
+
+def typed_rows(stream: str, text: dict[str, str], rows: str) -> str:
+    """SQL: the rows of `rows` (a FROM clause) as raw.<stream>'s canonical columns and `_text`.
+
+    `text` gives each canonical column's value as landed text (a SQL expression over `rows`;
+    a column left out is null). Each value is parsed once, by its kind's parser, in the same
+    vectorised pass as the read. A row holding a value that does not parse keeps the text of
+    all its values in `_text` (a map column -> text), which is what staging's row rules and
+    quarantine read: "unparseable" is a value that is null with text beside it, "missing" one
+    without. Every other row stores typed values only, which is the point: text is what made
+    landing and staging slow. Expressions are this module's callers' own (headers quoted, values bound), never data.
+    """
+    columns = CANONICAL_STREAMS[stream].columns
+    as_text = ", ".join(f"{text.get(column, 'CAST(NULL AS VARCHAR)')} AS \"_t_{column}\"" for column in columns)
+    typed = ", ".join(f"{PARSERS[kind]}(\"_t_{column}\") AS {column}" if kind in PARSERS
+                      else f"\"_t_{column}\" AS {column}" for column, kind in columns.items())
+    failed = " OR ".join(f"({column} IS NULL AND \"_t_{column}\" IS NOT NULL)"
+                         for column, kind in columns.items() if kind in PARSERS)
+    kept = ", ".join(f"'{column}': \"_t_{column}\"" for column in columns)
+    return (f"SELECT {', '.join(columns)}, CASE WHEN {failed} THEN MAP {{{kept}}} END AS {TEXT_COLUMN} "  # noqa: S608
+            f"FROM (SELECT *, {typed} FROM (SELECT {as_text} {rows}))")
+
 
 # The vendor streams each kind of API source syncs, in order (companies/accounts feed customers).
 API_STREAMS: dict[str, tuple[str, ...]] = {

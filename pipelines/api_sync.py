@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import duckdb
 import pyarrow as pa
 
-from connectors.contract import API_STREAM_TABLES, CANONICAL_STREAMS
+from connectors.contract import API_STREAM_TABLES, CANONICAL_STREAMS, TEXT_COLUMN, typed_rows
 from connectors.http import ApiError, RequestStats
 from connectors.records import ApiSource, TableRows
 from pipelines.progress import progress
@@ -96,11 +96,13 @@ def _upsert(con: duckdb.DuckDBPyConnection, source: str, table: str, batch_id: i
         schema=pa.schema([(c, pa.string()) for c in columns]),
     )
     con.register("_page", data)
+    # The page's text is parsed once, here, by the same parsers as an export file's (typed_rows).
+    landed = ", ".join((*columns, TEXT_COLUMN))
     try:
         con.execute(
-            f"INSERT INTO raw.{table} ({', '.join(columns)}, _source, _file, _row_number, _batch_id, _loaded_at) "  # noqa: S608
-            f"SELECT {', '.join(columns)}, $source, $file, row_number() OVER (), $batch, now()::TIMESTAMP "
-            "FROM _page",
+            f"INSERT INTO raw.{table} ({landed}, _source, _file, _row_number, _batch_id, _loaded_at) "  # noqa: S608
+            f"SELECT {landed}, $source, $file, row_number() OVER (), $batch, now()::TIMESTAMP "
+            f"FROM ({typed_rows(table, {c: c for c in columns}, 'FROM _page')})",
             {"source": source, "file": f"api:{table}", "batch": batch_id},
         )
     finally:
@@ -120,7 +122,7 @@ def _mark_gone(con: duckdb.DuckDBPyConnection, source: str, table: str, since_ba
 
     The upsert replaced every raw row of each key the sync returned, so a row that
     predates the sync (`since_batch`) is of a key the vendor no longer has. It is
-    upserted too, as it was with is_deleted 'true', in a batch of its own and named
+    upserted too, as it was with is_deleted true, in a batch of its own and named
     in `_file`. If the record comes back, the next sync's upsert replaces it.
     None when the sync returned no row of the table: an empty answer is more likely a
     lost permission than a CRM emptied overnight, so nothing is marked.
@@ -132,13 +134,13 @@ def _mark_gone(con: duckdb.DuckDBPyConnection, source: str, table: str, since_ba
         {"source": source, "since": since_batch},
     ).fetchone()[0]:
         return None
-    columns = list(CANONICAL_STREAMS[table].columns)
-    values = ", ".join("'true' AS is_deleted" if c == "is_deleted" else c for c in columns)
+    columns = [*CANONICAL_STREAMS[table].columns, TEXT_COLUMN]
+    values = ", ".join("true AS is_deleted" if c == "is_deleted" else c for c in columns)
     # Identifiers come from the contract and RECORD_TABLES; every value is bound.
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE _gone AS SELECT {values} FROM raw.{table} "  # noqa: S608
         f"WHERE _source = $source AND _batch_id < $since AND nullif(trim({key}), '') IS NOT NULL "
-        "AND NOT coalesce(parse_bool(is_deleted), false)",
+        "AND NOT coalesce(is_deleted, false)",
         {"source": source, "since": since_batch},
     )
     con.execute(

@@ -26,11 +26,11 @@ from pipelines.report import ReportError, default_report_dir, write_report
 from pipelines.runner import ChecksFailed, InstanceError, RunOutcome, run_nightly
 from pipelines.starter_config import InitError, write_starter_config
 from pipelines.summary import summary_lines
-from pipelines.warehouse import WarehouseLocked
+from pipelines.warehouse import RawFileOutdated, WarehouseLocked
 
 # Errors a user can fix, printed as their one-line message.
-USER_ERRORS = (ConfigError, ExportFileError, WarehouseLocked, ChecksFailed, InstanceError, DemoUnavailable, NoTables,
-               NotAQuery, ReportError, InitError)
+USER_ERRORS = (ConfigError, ExportFileError, WarehouseLocked, RawFileOutdated, ChecksFailed, InstanceError,
+               DemoUnavailable, NoTables, NotAQuery, ReportError, InitError)
 
 
 def _report(outcome: RunOutcome) -> None:

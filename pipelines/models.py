@@ -240,7 +240,8 @@ QUARANTINE = Table("quarantine.rejected_rows", "Rows that failed a row rule, wit
     "source": "Configured source it came from.",
     "key": "The row's key as landed (deal_id, customer_id, ...).",
     "reason": "Every row rule it failed, separated by '; '.",
-    "payload": "The row as landed, as JSON, with file name and row number.",
+    "payload": "The row as landed, as JSON, with file name and row number: a row holding a value that did not "
+               "parse shows each value's text as it came; any other row its values as parsed at landing.",
     "file_name": "Export file the row came from.",
     "row_number": "Data row number within that file (1 = first row after the header).",
     "batch_id": "Load batch that landed the row.",

@@ -128,10 +128,15 @@ def tables() -> str:
             if table.schema == schema:
                 parts += _table(table)
     parts += ["## Raw layer", "",
-              "Raw tables hold every value as landed (text), in their own file `<duckdb_path>.raw.duckdb`, attached "
-              "as catalog `raw`; each row also carries `_source`, `_file`, `_row_number`, `_batch_id` and "
-              "`_loaded_at`. `raw.loaded_files` lists every export file loaded, `raw.sync_state` each API "
-              "stream's cursor.", "",
+              "Raw tables hold every value parsed once, at landing, into its column's type (booleans, numbers, UTC "
+              "timestamps, dates; names and ids stay text), in their own file `<duckdb_path>.raw.duckdb`, attached "
+              "as catalog `raw`. Parsed in the pass that reads the export file or API page, each value is parsed "
+              "once; staging used to parse raw text again in every full build. A row holding a value that did not "
+              "parse also keeps the text of all its values in `_text` (a map column -> text, null for every other "
+              "row): staging reads it to tell an unparseable value from a missing one, and quarantine shows the row"
+              " as it came. Each row also carries `_source`, `_file`, `_row_number` (an API row's place in its "
+              "page; a file row's line is its place in its file's batch), `_batch_id` and `_loaded_at`. "
+              "`raw.loaded_files` lists every export file loaded, `raw.sync_state` each API stream's cursor.", "",
               "| table | columns | key |", "|---|---|---|",
               *(f"| `raw.{s.name}` | {', '.join(s.columns)} | {s.key or '(none)'} |"
                 for s in CANONICAL_STREAMS.values()), ""]

@@ -312,7 +312,7 @@ def _go_live(con: duckdb.DuckDBPyConnection, deals: ExportFile, date_format: str
     """A placeholder go-live: 12 months after the first deal, so the baseline has data."""
     if not deals.present.get("created_at"):
         return dt.date.today().replace(day=1), "the first of this month"
-    ((first, last),) = _values(con, deals, "SELECT min(parse_date(created_at)), max(parse_date(created_at)) "
+    ((first, last),) = _values(con, deals, "SELECT min(CAST(created_at AS DATE)), max(CAST(created_at AS DATE)) "
                                            "FROM rows", date_format)
     if first is None:
         return dt.date.today().replace(day=1), "the first of this month"

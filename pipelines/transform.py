@@ -7,7 +7,13 @@ The staging model contract (every sql/staging/<table>.sql honours it):
 - It is one SELECT over raw.<table> (and other staging tables, e.g. staging.fx_rates)
   returning the columns the registry declares plus `_key` (the quarantine key),
   `_reasons` (the row rules the row broke; empty: it is valid) and `_raw_rowid` (its
-  raw row, whose JSON is the quarantine payload).
+  raw row, shown as the quarantine payload).
+- It parses nothing: raw holds typed values, each parsed once at landing, when reading the
+  file or API page was the pass over every value anyway (connectors/contract.py::typed_rows).
+  Parsing in staging, from raw text, read and parsed every value a second time in every full
+  build. Only a row holding a value that did not parse keeps the text of all its values, in
+  `_text`: a value is "unparseable" when it is null with text in `_text`, "missing" when it
+  is null without, and quarantine shows such a row as it came.
 - Versions of a key are collapsed with the `last_occurrence` macro (sql/macros.sql).
 - A keyed model (its stream has a key) reads its raw rows through the `scoped` and `input`
   CTEs that sql/macros.sql describes. A key-scoped build fills the temp table `scope_keys`
@@ -24,6 +30,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from connectors.contract import CANONICAL_STREAMS, TEXT_COLUMN
 from pipelines.config import ConfigError
 from pipelines.models import BUILD_COLUMNS, REGISTRY, Table
 from pipelines.sql_files import sql_text
@@ -142,15 +149,7 @@ def build_staging(con: duckdb.DuckDBPyConnection, table: str) -> StagingResult:
             con.execute("DELETE FROM quarantine.rejected_rows WHERE table_name = ?", [table])
         else:
             _rebuild_affected_keys(con, spec, after)
-        # The raw row (as JSON, with its file and line) is looked up for rejected rows only:
-        # serialising every row cost more than all the parsing put together.
-        con.execute(
-            "INSERT INTO quarantine.rejected_rows "  # noqa: S608 (a registry table)
-            "SELECT $table, t.source, t._key, array_to_string(t._reasons, '; '), to_json(r), r._file, "
-            f"r._row_number, t.batch_id, now()::TIMESTAMP FROM _typed AS t JOIN raw.{table} AS r "
-            "ON r.rowid = t._raw_rowid WHERE len(t._reasons) > 0",
-            {"table": table},
-        )
+        _quarantine(con, table)
         con.execute("DROP TABLE _typed")
         result = _counts(con, table)
         # Rows from batches already validated are the same rows as before, unless the model,
@@ -164,6 +163,31 @@ def build_staging(con: duckdb.DuckDBPyConnection, table: str) -> StagingResult:
             {"table": table, "model": model, "rows": raw_rows, "last": raw_last_batch},
         )
     return result
+
+
+def _quarantine(con: duckdb.DuckDBPyConnection, table: str) -> None:
+    """Insert the rejected rows of `_typed` into quarantine, each with its raw row as JSON, file and line.
+
+    The raw row is looked up for rejected rows only: serialising every row cost more than all
+    the parsing put together. Its values are shown as text: as landed where a value did not
+    parse (`_text`), else as read at landing. A file row's line is its place among its batch's
+    row ids (pipelines/raw_files.py); an API row keeps its place in its page (`_row_number`).
+    """
+    line = "coalesce(r._row_number, r.rowid - f.first_rowid + 1)"
+    values = ", ".join(f"'{c}': CASE WHEN r.{TEXT_COLUMN} IS NULL THEN CAST(r.{c} AS VARCHAR) "
+                       f"ELSE r.{TEXT_COLUMN}['{c}'] END" for c in CANONICAL_STREAMS[table].columns)
+    payload = (f"to_json({{{values}, '_source': r._source, '_file': r._file, '_row_number': {line}, "
+               "'_batch_id': r._batch_id, '_loaded_at': r._loaded_at})")
+    # Column names come from the contract, the table from the registry; values are bound.
+    con.execute(
+        "INSERT INTO quarantine.rejected_rows "  # noqa: S608
+        f"SELECT $table, t.source, t._key, array_to_string(t._reasons, '; '), {payload}, r._file, {line}, "
+        f"t.batch_id, now()::TIMESTAMP FROM _typed AS t JOIN raw.{table} AS r ON r.rowid = t._raw_rowid "
+        f"JOIN (SELECT _batch_id, min(rowid) AS first_rowid FROM raw.{table} WHERE _batch_id IN "
+        "(SELECT batch_id FROM _typed WHERE len(_reasons) > 0) GROUP BY ALL) AS f ON f._batch_id = r._batch_id "
+        "WHERE len(t._reasons) > 0",
+        {"table": table},
+    )
 
 
 def _rebuild_affected_keys(con: duckdb.DuckDBPyConnection, spec: Table, after: int) -> None:

@@ -28,16 +28,18 @@ from pathlib import Path
 import duckdb
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
-from connectors.contract import CANONICAL_STREAMS
+from connectors.contract import CANONICAL_STREAMS, SQL_TYPES, TEXT_COLUMN
 from connectors.files.synonyms import CLOSED_STAGE_WORDS
 from pipelines.config import Settings
 from pipelines.sql_files import sql_text
 
 LOCK_WAIT_SECONDS = float(os.environ.get("CRM_ROI_LOCK_WAIT_SECONDS", "300"))
-RAW_META_COLUMNS = (
-    "_source VARCHAR NOT NULL, _file VARCHAR, _row_number BIGINT, "
-    "_batch_id BIGINT NOT NULL, _loaded_at TIMESTAMP NOT NULL"
-)
+# Every raw row also records where it came from. `_row_number` is an API row's place in its page;
+# a file row's line is its place among its batch's row ids (pipelines/raw_files.py), not stored.
+RAW_META_COLUMNS = {
+    "_source": "VARCHAR NOT NULL", "_file": "VARCHAR", "_row_number": "BIGINT",
+    "_batch_id": "BIGINT NOT NULL", "_loaded_at": "TIMESTAMP NOT NULL",
+}
 RAW_CATALOG = "raw"
 WORKING_SCHEMAS = ("staging", "quarantine", "kpi", "roi", "bookkeeping")
 # The working file (so the analysts' copy) is written in a storage format DuckDB 1.4, the last
@@ -48,6 +50,10 @@ OLDEST_READER = "v1.4.0"
 
 class WarehouseLocked(RuntimeError):
     """Another process held the DuckDB file for longer than the lock wait: a user-facing, one-line error."""
+
+
+class RawFileOutdated(RuntimeError):
+    """The raw file was made by a build whose raw layer held text, not typed values: a user-facing, one-line error."""
 
 
 def _is_lock_conflict(exc: BaseException) -> bool:
@@ -217,22 +223,42 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
     con.execute("COMMIT")
 
 
+def _raw_table_ddl(name: str) -> str:
+    """raw.<name>: the stream's typed columns, the text of rows that did not parse, where each row came from."""
+    columns = [f"{c} {SQL_TYPES[kind]}" for c, kind in CANONICAL_STREAMS[name].columns.items()]
+    columns += [f"{TEXT_COLUMN} MAP(VARCHAR, VARCHAR)", *(f"{c} {kind}" for c, kind in RAW_META_COLUMNS.items())]
+    return f"CREATE TABLE IF NOT EXISTS raw.main.{name} ({', '.join(columns)})"
+
+
 def _schema_version() -> str:
-    columns = {name: stream.columns for name, stream in CANONICAL_STREAMS.items()}
-    return hashlib.sha256(repr((columns, sql_text("raw/bookkeeping"))).encode()).hexdigest()
+    tables = [_raw_table_ddl(name) for name in CANONICAL_STREAMS]
+    return hashlib.sha256(repr((tables, sql_text("raw/bookkeeping"))).encode()).hexdigest()
 
 
 def _create_tables(con: duckdb.DuckDBPyConnection) -> None:
-    """The schemas and tables both files need, created where missing (and widened where an older release made them)."""
+    """The schemas and tables both files need, created where missing (and widened where an older build made them)."""
     for schema in WORKING_SCHEMAS:
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     con.execute("CREATE SEQUENCE IF NOT EXISTS raw.main.batch_seq START 1")
     for name, stream in CANONICAL_STREAMS.items():
-        cols = ", ".join(f"{c} VARCHAR" for c in stream.columns)
-        con.execute(f"CREATE TABLE IF NOT EXISTS raw.main.{name} ({cols}, {RAW_META_COLUMNS})")
-        for column in stream.columns:  # a file made by an older release gains new canonical columns
-            con.execute(f"ALTER TABLE raw.main.{name} ADD COLUMN IF NOT EXISTS {column} VARCHAR")
+        _refuse_text_raw(con, name)
+        con.execute(_raw_table_ddl(name))
+        for column, kind in stream.columns.items():  # a file made by an older build gains new canonical columns
+            con.execute(f"ALTER TABLE raw.main.{name} ADD COLUMN IF NOT EXISTS {column} {SQL_TYPES[kind]}")
     con.execute(sql_text("raw/bookkeeping"))
+
+
+def _refuse_text_raw(con: duckdb.DuckDBPyConnection, name: str) -> None:
+    """Raise RawFileOutdated if raw.<name> is a table of a build that landed every value as text (no `_text`)."""
+    (columns,) = con.execute(
+        "SELECT list(column_name) FROM duckdb_columns() WHERE database_name = $raw AND schema_name = 'main' "
+        "AND table_name = $name", {"raw": RAW_CATALOG, "name": name}).fetchone()
+    if columns and TEXT_COLUMN not in columns:
+        (path,) = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = $raw",
+                              {"raw": RAW_CATALOG}).fetchone()
+        raise RawFileOutdated(
+            f"{path}: raw.{name} was landed as text by an older build of crm-roi; move the file aside and "
+            "run again (every export file is landed again, API sources sync in full)")
 
 
 def ensure_schemas(con: duckdb.DuckDBPyConnection) -> None:

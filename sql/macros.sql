@@ -141,7 +141,7 @@ CREATE OR REPLACE TEMP MACRO last_occurrence(rows, key, version := NULL, alone :
         SELECT * FROM keyed SEMI JOIN repeated USING (_version_source, _version_key)
         QUALIFY row_number() OVER (
             PARTITION BY _version_source, _version_key, within, CASE WHEN alone THEN _raw_rowid END
-            ORDER BY version DESC NULLS LAST, _batch_id DESC, _row_number DESC
+            ORDER BY version DESC NULLS LAST, _batch_id DESC, _raw_rowid DESC
         ) = 1
     );
 

@@ -8,6 +8,7 @@ test is fast and its hand-worked numbers are the only thing it asserts.
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import shutil
 import subprocess
 import sys
@@ -162,6 +163,12 @@ def run_pipeline(settings: Settings, client_options: dict | None = None,
         for table in MART_TABLES:
             build_mart(con, table)
     return open_with_raw(settings.duckdb_path, read_only=True)
+
+
+def landed_ts(iso: str) -> dt.datetime:
+    """What raw holds for an ISO 8601 timestamp (or date) a connector produced: a naive UTC timestamp."""
+    moment = dt.datetime.fromisoformat(iso)
+    return moment.astimezone(dt.UTC).replace(tzinfo=None) if moment.tzinfo else moment
 
 
 def rows(con: duckdb.DuckDBPyConnection, sql: str, params: list | None = None) -> list[dict]:

@@ -33,7 +33,7 @@ from pipelines.api_sync import SyncResult, read_cursor, sync_stream
 from pipelines.config import Settings, load_settings
 from pipelines.definitions import build_defs
 from pipelines.warehouse import connect
-from tests.conftest import ACCOUNTS, FAST_CLIENT, run_pipeline
+from tests.conftest import ACCOUNTS, FAST_CLIENT, landed_ts, run_pipeline
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data" / "sample"
@@ -163,13 +163,13 @@ def test_full_sync_maps_deals_history_and_customers(tmp_path: Path, store: Piped
     won = next(d for d in store.deals.values() if d["status"] == "won")
     assert deals[str(won["id"])][1:] == (
         won["title"], str(won["org_id"]), store.pipelines[won["pipeline_id"]]["name"],
-        store.stages[won["stage_id"]]["name"], "true", "true", str(won["value"]), won["currency"],
-        utc_iso(won["add_time"]), utc_iso(won["won_time"]), utc_iso(won["update_time"]), "false",
+        store.stages[won["stage_id"]]["name"], True, True, float(won["value"]), won["currency"],
+        *(landed_ts(utc_iso(won[field])) for field in ("add_time", "won_time", "update_time")), False,
     )
     lost = next(d for d in store.deals.values() if d["status"] == "lost")
-    assert deals[str(lost["id"])][5:7] == ("true", "false")
+    assert deals[str(lost["id"])][5:7] == (True, False)
     deleted = [d["id"] for d in store.deals.values() if d["status"] == "deleted"]
-    assert deleted and all(deals[str(i)][12] == "true" and deals[str(i)][5] == "false" for i in deleted)
+    assert deleted and all(deals[str(i)][12] is True and deals[str(i)][5] is False for i in deleted)
     # History: the first stage at add_time, then every move; the 600 moves span two flow pages.
     busy_history = [h for h in history if h[0] == str(busy)]
     assert len(busy_history) == 601 and busy_history[0][1] == "Appointment scheduled"
@@ -178,15 +178,15 @@ def test_full_sync_maps_deals_history_and_customers(tmp_path: Path, store: Piped
     # date, and 48 organizations only named by deals; none is flagged a customer by Pipedrive.
     customer_orgs = [o for o in store.orgs.values() if o["custom_fields"].get(field_key("Customer since"))]
     assert (len(customers), len(customer_orgs)) == (len(store.orgs), 1052) == (1100, 1052)
-    assert {row[5] for row in customers.values()} == {"false"}
+    assert {row[5] for row in customers.values()} == {False}
     churned = next(o for o in customer_orgs if o["custom_fields"].get(field_key("Churn date")))
     row = customers[str(churned["id"])]
-    assert row[1:] == (churned["name"], f"{churned['custom_fields'][field_key('Customer since')]}T00:00:00.000Z",
-                       f"{churned['custom_fields'][field_key('Churn date')]}T00:00:00.000Z",
-                       str(churned["custom_fields"][field_key("MRR")]["value"]), "false",
-                       utc_iso(churned["add_time"]))
+    assert row[1:] == (churned["name"], landed_ts(churned["custom_fields"][field_key("Customer since")]),
+                       landed_ts(churned["custom_fields"][field_key("Churn date")]),
+                       float(churned["custom_fields"][field_key("MRR")]["value"]), False,
+                       landed_ts(utc_iso(churned["add_time"])))
     prospect = next(o for o in store.orgs.values() if o not in customer_orgs)
-    assert customers[str(prospect["id"])][2:] == (None, None, None, "false", utc_iso(prospect["add_time"]))
+    assert customers[str(prospect["id"])][2:] == (None, None, None, False, landed_ts(utc_iso(prospect["add_time"])))
     assert cursor == utc_iso(max(d["update_time"] for d in store.deals.values()))
     assert not any("api_token" in path for _, _, path in fake.log)
 

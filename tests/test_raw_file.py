@@ -56,3 +56,20 @@ def test_raw_rows_are_in_the_raw_file_and_in_no_other(fresh: Path):
             "SELECT (SELECT count(*) FROM deals), (SELECT sum(row_count) FROM loaded_files WHERE stream = 'deals')"
         ).fetchone()
     assert landed == recorded > 5000
+
+
+def test_a_raw_file_that_holds_text_stops_the_run_with_one_line(tmp_path: Path):
+    """A raw file made before landing typed its values (every column text, no `_text`) is named, not crashed on."""
+    db = tmp_path / "demo.duckdb"
+    with duckdb.connect(str(db.with_suffix(".raw.duckdb"))) as con:
+        columns = ", ".join(f"{c} VARCHAR" for c in CANONICAL_STREAMS["deals"].columns)
+        con.execute(f"CREATE TABLE deals ({columns}, _source VARCHAR NOT NULL, _file VARCHAR, _row_number BIGINT, "
+                    "_batch_id BIGINT NOT NULL, _loaded_at TIMESTAMP NOT NULL)")
+        con.execute("INSERT INTO deals (deal_id, amount, _source, _batch_id, _loaded_at) "
+                    "VALUES ('D1', '1,000.50', 'files_1', 1, now()::TIMESTAMP)")
+    done = crm_roi("demo", "--db", str(db), cwd=tmp_path)
+    assert done.returncode != 0
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: {db.with_suffix('.raw.duckdb')}: raw.deals was landed as text by an older build "
+                           "of crm-roi; move the file aside and run again (every export file is landed again, API "
+                           "sources sync in full)")

@@ -30,7 +30,7 @@ from pipelines.api_sync import SyncResult, read_cursor, sync_stream
 from pipelines.config import Settings, load_settings
 from pipelines.transform import STAGING_TABLES, build_staging
 from pipelines.warehouse import connect, open_with_raw
-from tests.conftest import ACCOUNTS, FAST_CLIENT, rows, run_pipeline
+from tests.conftest import ACCOUNTS, FAST_CLIENT, landed_ts, rows, run_pipeline
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = REPO / "data" / "sample"
@@ -157,22 +157,22 @@ def test_full_sync_maps_opportunities_history_and_accounts(org, tmp_path):
     opportunities = fake.records["Opportunity"]
     assert set(deals) == set(opportunities)  # deleted ones too: queryAll
     closed = next(o for o in opportunities.values() if o["IsClosed"] and not o["IsDeleted"])
-    assert deals[closed["Id"]]["closed_at"] == closed["CloseDate"]
-    assert deals[closed["Id"]]["created_at"] == stamp(closed["CreatedDate"])  # ...000+0000 -> ...000Z
-    assert deals[closed["Id"]]["is_won"] == ("true" if closed["IsWon"] else "false")
+    assert deals[closed["Id"]]["closed_at"] == landed_ts(closed["CloseDate"])
+    assert deals[closed["Id"]]["created_at"] == landed_ts(stamp(closed["CreatedDate"]))  # ...000+0000 -> ...000Z
+    assert deals[closed["Id"]]["is_won"] is closed["IsWon"]
     open_deal = next(o for o in opportunities.values() if not o["IsClosed"])
     assert open_deal["CloseDate"] and deals[open_deal["Id"]]["closed_at"] is None  # an expected close is no close
     deleted = [i for i, o in opportunities.items() if o["IsDeleted"]]
-    assert deleted and all(deals[i]["is_deleted"] == "true" for i in deleted)
+    assert deleted and all(deals[i]["is_deleted"] is True for i in deleted)
     assert {d["currency"] for d in deals.values()} >= {"USD", "EUR"}
     assert {d["pipeline"] for d in deals.values()} == {"new_business", "expansion"}
     assert Counter(h["deal_id"] for h in history) == Counter(
         h["OpportunityId"] for h in fake.records["OpportunityHistory"].values())
     churned = next(a for a in fake.records["Account"].values() if a["Churn_Date__c"])
-    assert customers[churned["Id"]]["churned_at"] == churned["Churn_Date__c"]
-    assert customers[churned["Id"]]["started_at"] == stamp(churned["Customer_Since__c"])
-    assert customers[churned["Id"]]["created_at"] == stamp(churned["CreatedDate"])
-    assert customers[churned["Id"]]["is_customer"] == "true"  # Type 'Customer - Direct'
+    assert customers[churned["Id"]]["churned_at"] == landed_ts(churned["Churn_Date__c"])
+    assert customers[churned["Id"]]["started_at"] == landed_ts(stamp(churned["Customer_Since__c"]))
+    assert customers[churned["Id"]]["created_at"] == landed_ts(stamp(churned["CreatedDate"]))
+    assert customers[churned["Id"]]["is_customer"] is True  # Type 'Customer - Direct'
     assert set(customers) == set(fake.records["Account"])
     assert cursor == stamp(max(o["SystemModstamp"] for o in opportunities.values()))
 

@@ -1,12 +1,12 @@
-"""Read one export file into canonical, still-textual columns.
+"""Read one export file into the stream's canonical, typed columns.
 
 DuckDB's CSV reader does the reading (streamed, parallel, no Python loop over
-rows). Headers are matched ignoring case, spaces and punctuation. Every value
-lands as text exactly as exported, except that non-ISO dates are rewritten to
-ISO 8601 (in the formats decided for the file, see dates.py) so one parser in
-staging serves all CRMs, and a composite key is hashed into one; a value that
-matches none of the formats lands unchanged and is rejected, with its reason, in
-staging.
+rows). Headers are matched ignoring case, spaces and punctuation. Each value is
+taken as text as exported, trimmed, with non-ISO dates rewritten to ISO 8601 (in
+the formats decided for the file, see dates.py) and a composite key hashed into
+one, and is then parsed once, in the same pass, by the shared parsers
+(connectors/contract.py::typed_rows): a value that parses nowhere keeps its
+row's text beside it and is rejected, with its reason, in staging.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.contract import CANONICAL_STREAMS, DATE, TIMESTAMP
+from connectors.contract import CANONICAL_STREAMS, DATE, TIMESTAMP, typed_rows
 from connectors.files.profiles import FOOTER_PATTERN, Profile, normalise_header
 
 SNIFF_BYTES = 1 << 16
@@ -259,11 +259,11 @@ def landing_query(
     timezone: str,
     limit: int | None = None,
 ) -> tuple[str, dict]:
-    """The SELECT that turns one export file into the stream's canonical text columns.
+    """The SELECT that turns one export file into the stream's canonical typed columns and `_text`.
 
     `date_formats`: per date header, the strptime formats its non-ISO values are rewritten
-    to ISO 8601 with (connectors/files/dates.py decides them); a value none fits lands as
-    it is and is rejected, with its reason, in staging. `limit`: the first rows only.
+    to ISO 8601 with (connectors/files/dates.py decides them); a value none fits keeps its
+    text and is rejected, with its reason, in staging. `limit`: the first rows only.
     Returns SQL with named parameters and their values: paths, stage lists and formats
     are bound, and headers are quoted identifiers checked against the file's own header
     line, so no value from a file or config is spliced into SQL.
@@ -283,10 +283,11 @@ def landing_query(
                 params[name] = list(date_formats[header])
                 value = f"coalesce(iso_from_formats({value}, ${name}), {value})"
             values.append(value)
-        expr = "NULL" if not values else values[0] if len(values) == 1 else f"coalesce({', '.join(values)})"
-        if zoned and kind == TIMESTAMP and values:
-            expr = f"local_to_utc_iso({expr}, $timezone)"
-        columns[col] = composite_key(export.composite[col]) if col in export.composite else expr
+        if col in export.composite:
+            columns[col] = composite_key(export.composite[col])
+        elif values:
+            expr = values[0] if len(values) == 1 else f"coalesce({', '.join(values)})"
+            columns[col] = f"local_to_utc_iso({expr}, $timezone)" if zoned and kind == TIMESTAMP else expr
     if export.stream in ("deals", "finance_gl") and not present["currency"]:
         params["default_currency"] = default_currency
         columns["currency"] = "$default_currency"
@@ -301,9 +302,7 @@ def landing_query(
         if profile.deleted_values and not present["is_deleted"]:
             params["deleted"] = list(profile.deleted_values)
             columns["is_deleted"] = f"CASE WHEN list_contains($deleted, {status}) THEN 'true' END"
-    select = ", ".join(f"{expr} AS {col}" for col, expr in columns.items())
-    # Headers are quoted identifiers checked against the file's header line; values are bound.
-    sql = f"SELECT {select} {rows}"
     if limit is not None:
-        sql += f" LIMIT {int(limit)}"
-    return sql, params
+        rows += f" LIMIT {int(limit)}"
+    # Headers are quoted identifiers checked against the file's header line; values are bound.
+    return typed_rows(export.stream, columns, rows), params

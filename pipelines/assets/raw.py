@@ -24,7 +24,8 @@ def _raw_asset(stream: str) -> dg.AssetsDefinition:
         pool=POOL,
         description=(
             f"`raw.{stream}`: the {stream} export files of every source, as landed "
-            "(text columns, canonical names, with _source, _file, _row_number, _batch_id). "
+            "(canonical names, each value parsed once into its column's type; a row with a value that did not "
+            "parse keeps its text in _text; with _source, _file, _batch_id). "
             "Each file is loaded once, tracked by name and content hash in raw.loaded_files."
         ),
     )

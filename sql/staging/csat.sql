@@ -10,10 +10,8 @@ parsed AS NOT MATERIALIZED (
         r._source AS source,
         nullif(trim(r.response_id), '') AS response_id,
         r.customer_id,
-        parse_ts(r.responded_at) AS responded_at,
-        parse_number(r.score) AS score,
-        r.responded_at AS raw_responded_at, r.score AS raw_score,
-        r._raw_rowid, r._row_number, r._batch_id
+        r.responded_at, r.score,
+        r._text, r._raw_rowid, r._batch_id
     FROM input AS r
 )
 SELECT
@@ -21,10 +19,10 @@ SELECT
     response_id AS _key,
     list_filter([
         CASE WHEN response_id IS NULL THEN 'missing response_id' END,
-        CASE WHEN raw_responded_at IS NULL THEN 'missing responded_at'
-             WHEN responded_at IS NULL THEN 'unparseable responded_at' END,
-        CASE WHEN raw_score IS NULL THEN 'missing score'
-             WHEN score IS NULL THEN 'unparseable score' END
+        CASE WHEN unparsed(_text['responded_at'], responded_at) THEN 'unparseable responded_at'
+             WHEN responded_at IS NULL THEN 'missing responded_at' END,
+        CASE WHEN unparsed(_text['score'], score) THEN 'unparseable score'
+             WHEN score IS NULL THEN 'missing score' END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
     _raw_rowid
 FROM last_occurrence('parsed', response_id)

@@ -18,17 +18,16 @@ parsed AS NOT MATERIALIZED (
         r._source AS source,
         nullif(trim(r.customer_id), '') AS customer_id,
         r.name,
-        parse_ts(r.started_at) AS given_started_at,
-        parse_ts(r.churned_at) AS churned_at,
-        parse_number(r.mrr) AS mrr,
+        r.started_at AS given_started_at,
+        r.started_at IS NOT NULL OR r._text['started_at'] IS NOT NULL AS has_started_at,
+        r.churned_at, r.mrr,
         -- Deleted or merged-away accounts (live CRM sources) count nowhere.
-        coalesce(parse_bool(r.is_deleted), false) AS is_deleted,
+        coalesce(r.is_deleted, false) AS is_deleted,
         -- An unparseable flag keeps the row, to be quarantined with its reason.
-        coalesce(parse_bool(r.is_customer), true) AS flagged,
-        parse_ts(r.created_at) AS created_at,
-        r.is_deleted AS raw_is_deleted, r.is_customer AS raw_is_customer, r.created_at AS raw_created_at,
-        r.started_at AS raw_started_at, r.churned_at AS raw_churned_at, r.mrr AS raw_mrr,
-        r._raw_rowid, r._row_number, r._batch_id
+        coalesce(r.is_customer, true) AS flagged,
+        r.created_at,
+        r.is_deleted AS given_is_deleted, r.is_customer AS given_is_customer,
+        r._text, r._raw_rowid, r._batch_id
     FROM input AS r
 ),
 won AS (
@@ -40,27 +39,27 @@ won AS (
 judged AS (
     SELECT
         l.*,
-        CASE WHEN l.raw_started_at IS NOT NULL THEN l.given_started_at
+        CASE WHEN l.has_started_at THEN l.given_started_at
              ELSE coalesce(w.first_won_at, l.created_at) END AS started_at
     FROM last_occurrence('parsed', customer_id) AS l
     LEFT JOIN won AS w ON w.source = l.source AND w.customer_id = l.customer_id
-    WHERE l.flagged OR l.raw_started_at IS NOT NULL OR w.first_won_at IS NOT NULL
+    WHERE l.flagged OR l.has_started_at OR w.first_won_at IS NOT NULL
 )
 SELECT
     source, customer_id, name, started_at, churned_at, mrr, is_deleted, _batch_id AS batch_id,
     customer_id AS _key,
     list_filter([
         CASE WHEN customer_id IS NULL THEN 'missing customer_id' END,
-        CASE WHEN raw_started_at IS NULL AND started_at IS NULL THEN 'missing started_at'
+        CASE WHEN NOT has_started_at AND started_at IS NULL THEN 'missing started_at'
              WHEN started_at IS NULL THEN 'unparseable started_at'
              WHEN implausible_ts(started_at) THEN 'implausible started_at' END,
-        CASE WHEN unparsed(raw_churned_at, churned_at) THEN 'unparseable churned_at'
+        CASE WHEN unparsed(_text['churned_at'], churned_at) THEN 'unparseable churned_at'
              WHEN implausible_ts(churned_at) THEN 'implausible churned_at' END,
         CASE WHEN churned_at < started_at THEN 'churned_at before started_at' END,
-        CASE WHEN unparsed(raw_mrr, mrr) THEN 'unparseable mrr' END,
-        CASE WHEN unparsed(raw_is_deleted, parse_bool(raw_is_deleted)) THEN 'unparseable is_deleted' END,
-        CASE WHEN unparsed(raw_is_customer, parse_bool(raw_is_customer)) THEN 'unparseable is_customer' END,
-        CASE WHEN unparsed(raw_created_at, created_at) THEN 'unparseable created_at'
+        CASE WHEN unparsed(_text['mrr'], mrr) THEN 'unparseable mrr' END,
+        CASE WHEN unparsed(_text['is_deleted'], given_is_deleted) THEN 'unparseable is_deleted' END,
+        CASE WHEN unparsed(_text['is_customer'], given_is_customer) THEN 'unparseable is_customer' END,
+        CASE WHEN unparsed(_text['created_at'], created_at) THEN 'unparseable created_at'
              WHEN implausible_ts(created_at) THEN 'implausible created_at' END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
     _raw_rowid

@@ -5,9 +5,9 @@ WITH parsed AS NOT MATERIALIZED (
         r._source AS source,
         nullif(trim(r.deal_id), '') AS deal_id,
         nullif(trim(r.stage), '') AS stage,
-        parse_ts(r.entered_at) AS entered_at,
-        r.entered_at IS NULL AS entered_at_missing,
-        r.rowid AS _raw_rowid, r._row_number, r._batch_id
+        r.entered_at,
+        r.entered_at IS NULL AND r._text['entered_at'] IS NULL AS entered_at_missing,
+        r.rowid AS _raw_rowid, r._batch_id
     FROM raw.deal_stage_history AS r
 ),
 -- Exact repeats collapse: one row per (deal, stage, entered_at). Only the (deal, stage) pairs

@@ -17,18 +17,14 @@ parsed AS NOT MATERIALIZED (
         nullif(trim(r.deal_id), '') AS deal_id,
         r.deal_name, r.account_id, r.owner_id, r.pipeline, r.stage, r.segment,
         upper(trim(r.currency)) AS currency,
-        parse_bool(r.is_closed) AS is_closed,
-        parse_bool(r.is_won) AS is_won,
-        coalesce(parse_bool(r.is_deleted), false) AS is_deleted,
-        parse_number(r.amount) AS amount,
-        parse_ts(r.created_at) AS created_at,
+        r.is_closed, r.is_won,
+        coalesce(r.is_deleted, false) AS is_deleted,
+        r.amount, r.created_at,
         -- closed_at is read only for closed deals: open ones may carry an expected close date.
-        CASE WHEN parse_bool(r.is_closed) THEN parse_ts(r.closed_at) END AS closed_at,
-        parse_ts(r.updated_at) AS updated_at_given,
-        r.deal_id AS raw_deal_id, r.created_at AS raw_created_at, r.closed_at AS raw_closed_at,
-        r.updated_at AS raw_updated_at, r.amount AS raw_amount, r.is_closed AS raw_is_closed,
-        r.is_won AS raw_is_won, r.is_deleted AS raw_is_deleted,
-        r._raw_rowid, r._row_number, r._batch_id
+        CASE WHEN r.is_closed THEN r.closed_at END AS closed_at,
+        r.updated_at AS updated_at_given,
+        r.deal_id AS raw_deal_id, r.is_deleted AS given_is_deleted, r._text,
+        r._raw_rowid, r._batch_id
     FROM input AS r
 ),
 -- A deal's versions are ordered by updated_at (given, else the latest of its created and
@@ -44,7 +40,7 @@ versioned AS NOT MATERIALIZED (
 latest AS (
     SELECT * FROM last_occurrence(
         'versioned', deal_id, version := updated_at,
-        alone := unparsed(raw_updated_at, updated_at_given) OR implausible_ts(updated_at_given))
+        alone := unparsed(_text['updated_at'], updated_at_given) OR implausible_ts(updated_at_given))
 ),
 priced AS (
     SELECT
@@ -63,19 +59,19 @@ SELECT
     coalesce(deal_id, raw_deal_id) AS _key,
     list_filter([
         CASE WHEN deal_id IS NULL THEN 'missing deal_id' END,
-        CASE WHEN raw_created_at IS NULL THEN 'missing created_at'
-             WHEN created_at IS NULL THEN 'unparseable created_at'
+        CASE WHEN unparsed(_text['created_at'], created_at) THEN 'unparseable created_at'
+             WHEN created_at IS NULL THEN 'missing created_at'
              WHEN implausible_ts(created_at) THEN 'implausible created_at' END,
-        CASE WHEN raw_is_closed IS NULL THEN 'missing is_closed'
-             WHEN is_closed IS NULL THEN 'unparseable is_closed' END,
-        CASE WHEN raw_is_won IS NULL THEN 'missing is_won'
-             WHEN is_won IS NULL THEN 'unparseable is_won' END,
-        CASE WHEN unparsed(raw_amount, amount) THEN 'unparseable amount' END,
-        CASE WHEN unparsed(raw_updated_at, updated_at_given) THEN 'unparseable updated_at'
+        CASE WHEN unparsed(_text['is_closed'], is_closed) THEN 'unparseable is_closed'
+             WHEN is_closed IS NULL THEN 'missing is_closed' END,
+        CASE WHEN unparsed(_text['is_won'], is_won) THEN 'unparseable is_won'
+             WHEN is_won IS NULL THEN 'missing is_won' END,
+        CASE WHEN unparsed(_text['amount'], amount) THEN 'unparseable amount' END,
+        CASE WHEN unparsed(_text['updated_at'], updated_at_given) THEN 'unparseable updated_at'
              WHEN implausible_ts(updated_at_given) THEN 'implausible updated_at' END,
-        CASE WHEN unparsed(raw_is_deleted, parse_bool(raw_is_deleted)) THEN 'unparseable is_deleted' END,
-        CASE WHEN is_closed AND raw_closed_at IS NULL THEN 'is_closed without closed_at'
-             WHEN is_closed AND closed_at IS NULL THEN 'unparseable closed_at'
+        CASE WHEN unparsed(_text['is_deleted'], given_is_deleted) THEN 'unparseable is_deleted' END,
+        CASE WHEN is_closed AND unparsed(_text['closed_at'], closed_at) THEN 'unparseable closed_at'
+             WHEN is_closed AND closed_at IS NULL THEN 'is_closed without closed_at'
              WHEN implausible_ts(closed_at) THEN 'implausible closed_at' END,
         CASE WHEN is_won AND NOT is_closed THEN 'is_won while not is_closed' END,
         CASE WHEN CAST(closed_at AS DATE) < CAST(created_at AS DATE)

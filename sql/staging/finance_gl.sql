@@ -11,13 +11,11 @@ parsed AS NOT MATERIALIZED (
     SELECT
         r._source AS source,
         nullif(trim(r.entry_id), '') AS entry_id,
-        parse_date(r.posted_on) AS posted_on,
+        r.posted_on,
         nullif(trim(r.account), '') AS account,
-        r.description, r.vendor,
-        parse_number(r.amount) AS amount,
+        r.description, r.vendor, r.amount,
         upper(trim(r.currency)) AS currency,
-        r.posted_on AS raw_posted_on, r.amount AS raw_amount,
-        r._raw_rowid, r._row_number, r._batch_id
+        r._text, r._raw_rowid, r._batch_id
     FROM input AS r
 ),
 priced AS (
@@ -34,12 +32,12 @@ SELECT
     entry_id AS _key,
     list_filter([
         CASE WHEN entry_id IS NULL THEN 'missing entry_id' END,
-        CASE WHEN raw_posted_on IS NULL THEN 'missing posted_on'
-             WHEN posted_on IS NULL THEN 'unparseable posted_on'
+        CASE WHEN unparsed(_text['posted_on'], posted_on) THEN 'unparseable posted_on'
+             WHEN posted_on IS NULL THEN 'missing posted_on'
              WHEN implausible_ts(posted_on) THEN 'implausible posted_on' END,
         CASE WHEN account IS NULL THEN 'missing account' END,
-        CASE WHEN raw_amount IS NULL THEN 'missing amount'
-             WHEN amount IS NULL THEN 'unparseable amount' END,
+        CASE WHEN unparsed(_text['amount'], amount) THEN 'unparseable amount'
+             WHEN amount IS NULL THEN 'missing amount' END,
         CASE WHEN currency IS NULL THEN 'missing currency'
              WHEN fx_rate IS NULL AND posted_on IS NOT NULL
              THEN 'no fx rate for ' || currency || ' on or before ' || posted_on END

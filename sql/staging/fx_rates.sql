@@ -3,21 +3,20 @@
 WITH parsed AS NOT MATERIALIZED (
     SELECT
         r._source AS source,
-        parse_date(r.date) AS date,
+        r.date,
         upper(trim(r.currency)) AS currency,
-        parse_number(r.rate_to_base) AS rate_to_base,
-        r.date AS raw_date, r.rate_to_base AS raw_rate,
-        r.rowid AS _raw_rowid, r._row_number, r._batch_id
+        r.rate_to_base,
+        r._text, r.rowid AS _raw_rowid, r._batch_id
     FROM raw.fx_rates AS r
 )
 SELECT
     source, date, currency, rate_to_base, _batch_id AS batch_id,
-    coalesce(CAST(date AS VARCHAR), raw_date) || ':' || coalesce(currency, '') AS _key,
+    coalesce(CAST(date AS VARCHAR), _text['date']) || ':' || coalesce(currency, '') AS _key,
     list_filter([
-        CASE WHEN raw_date IS NULL THEN 'missing date' WHEN date IS NULL THEN 'unparseable date' END,
+        CASE WHEN unparsed(_text['date'], date) THEN 'unparseable date' WHEN date IS NULL THEN 'missing date' END,
         CASE WHEN currency IS NULL THEN 'missing currency' END,
-        CASE WHEN raw_rate IS NULL THEN 'missing rate_to_base'
-             WHEN rate_to_base IS NULL THEN 'unparseable rate_to_base'
+        CASE WHEN unparsed(_text['rate_to_base'], rate_to_base) THEN 'unparseable rate_to_base'
+             WHEN rate_to_base IS NULL THEN 'missing rate_to_base'
              WHEN rate_to_base <= 0 THEN 'rate_to_base not positive' END
     ], lambda reason: reason IS NOT NULL) AS _reasons,
     _raw_rowid
