@@ -9,14 +9,18 @@ with none is an error naming the model and the construct, never a silently diffe
 
 The runner builds the KPI and ROI tables in a SparkSession from the tables they read (staging,
 quarantine, and whether customers ever landed), exported from a DuckDB working file as parquet.
+`python -m pipelines.portable --config crm_roi.yaml --out DIR` writes the statements instead, one
+file per table in build order, for a shared warehouse (Databricks, a Spark cluster).
 
 Needs the `spark` extra (sqlglot, pyspark) and, to run, a Java runtime.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import re
+import sys
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -26,7 +30,7 @@ import duckdb
 import sqlglot
 from sqlglot import exp
 
-from pipelines.config import Settings
+from pipelines.config import ConfigError, Settings, load_settings
 from pipelines.models import REGISTRY, Table
 from pipelines.sql_files import sql_text
 from pipelines.warehouse import open_with_raw, run_variables
@@ -429,3 +433,33 @@ def build_on_spark(spark: SparkSession, working: Path, settings: Settings, folde
     for spec in SPARK_MODELS:
         spark.sql(spark_sql(spec.name, settings)).write.mode("overwrite").saveAsTable(spec.name)
     return [t.name for t in SPARK_MODELS]
+
+
+def write_spark_sql(settings: Settings, folder: Path) -> list[Path]:
+    """One `CREATE OR REPLACE TABLE ... AS` file per KPI and ROI table, numbered in build order."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for number, spec in enumerate(SPARK_MODELS, 1):
+        path = folder / f"{number:02d}_{spec.name}.sql"
+        path.write_text(f"CREATE OR REPLACE TABLE {spec.name} AS\n{spark_sql(spec.name, settings)}\n",
+                        encoding="utf-8")
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.portable",
+                                     description="Write the KPI and ROI models as Spark SQL, with the run's settings.")
+    parser.add_argument("--config", type=Path, default=Path("crm_roi.yaml"), help="the crm-roi config (crm_roi.yaml)")
+    parser.add_argument("--out", type=Path, default=Path("spark_sql"), help="the folder to write the files into")
+    args = parser.parse_args(argv)
+    try:
+        paths = write_spark_sql(load_settings(args.config), args.out)
+    except (ConfigError, PortabilityError) as exc:
+        sys.exit(str(exc))
+    for path in paths:
+        print(path)
+
+
+if __name__ == "__main__":
+    main()

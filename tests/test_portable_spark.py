@@ -15,12 +15,13 @@ from decimal import Decimal, localcontext
 
 import duckdb
 import pytest
+import sqlglot
 import yaml
 from pyspark.sql import SparkSession
 
 from pipelines.config import load_settings
 from pipelines.demo import DEMO_CONFIG, DEMO_DATA
-from pipelines.portable import SPARK_MODELS, PortabilityError, build_on_spark, transpile
+from pipelines.portable import SPARK_MODELS, PortabilityError, build_on_spark, main, transpile
 from pipelines.sql_files import sql_text
 from pipelines.warehouse import run_variables
 from tests.conftest import run_pipeline
@@ -216,3 +217,23 @@ def test_a_construct_without_a_spark_form_is_an_error_naming_it(sql, variables, 
 def test_every_run_variable_a_model_reads_is_set():
     settings = load_settings(DEMO_CONFIG)
     assert {v for t in SPARK_MODELS for v in t.variables} <= set(run_variables(settings))
+
+
+def test_the_statements_for_a_shared_warehouse_come_in_build_order(tmp_path, capsys):
+    main(["--config", str(DEMO_CONFIG), "--out", str(tmp_path)])
+    written = sorted(tmp_path.iterdir())
+    assert [p.name for p in written] == [f"{n:02d}_{t.name}.sql" for n, t in enumerate(SPARK_MODELS, 1)]
+    assert capsys.readouterr().out.split() == [str(p) for p in written]
+    for path, spec in zip(written, SPARK_MODELS, strict=True):
+        statement = sqlglot.parse_one(path.read_text(encoding="utf-8"), read="spark")
+        assert isinstance(statement, sqlglot.exp.Create) and statement.this.sql() == spec.name
+    # The demo's settings are written in (its go-live decides each period's phase), no variable is left.
+    periodic = written[0].read_text(encoding="utf-8")
+    assert "CAST('2025-01-01' AS DATE)" in periodic and "GETVARIABLE" not in periodic.upper()
+
+
+def test_a_config_error_is_one_line(tmp_path):
+    (tmp_path / "crm_roi.yaml").write_text("go_live: soon\n", encoding="utf-8")
+    with pytest.raises(SystemExit) as stop:
+        main(["--config", str(tmp_path / "crm_roi.yaml"), "--out", str(tmp_path / "out")])
+    assert "crm_roi.yaml" in str(stop.value.code) and "\n" not in str(stop.value.code)
