@@ -46,7 +46,7 @@ def tenant_resource(tenants: Tenants) -> dg.ResourceDefinition:
     """
     @dg.resource(description="The run's tenant: its settings, read from its config when the run starts.")
     def crm_roi(context: dg.InitResourceContext) -> Iterator[CrmRoi]:
-        tenant = context.dagster_run.tags.get(PARTITION_TAG) if context.dagster_run else None
+        tenant = context.run.tags.get(PARTITION_TAG) if context.run else None
         if tenant is None:
             raise ConfigError("a run with tenants is for one tenant: launch it for one partition of `tenants`")
         settings = tenants.settings(tenant)

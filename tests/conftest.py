@@ -194,6 +194,8 @@ def tenant_deals(prefix: str, count: int) -> list[dict]:
     return rows
 
 
-def tenant_finance(prefix: str) -> list[dict]:
-    return [gl(f"{prefix}-gl-1", "2025-01-10", "6100", "1200"), gl(f"{prefix}-gl-2", "2025-02-10", "6110", "800"),
-            gl(f"{prefix}-gl-3", "2024-09-10", "6200", "500")]
+def tenant_finance(prefix: str, scale: int = 1) -> list[dict]:
+    """CRM software 1,200 and implementation 800 after go-live, sales cost 500 before it, all times `scale`."""
+    return [gl(f"{prefix}-gl-1", "2025-01-10", "6100", str(1200 * scale)),
+            gl(f"{prefix}-gl-2", "2025-02-10", "6110", str(800 * scale)),
+            gl(f"{prefix}-gl-3", "2024-09-10", "6200", str(500 * scale))]
