@@ -84,7 +84,7 @@ def _api_asset(name: str, kind: str, stream: str,
                 # One value per source, in the order of `sources`.
                 "cursor_before": ", ".join(result.cursor_before or "(full sync)" for _, result, _ in synced),
                 "cursor_after": ", ".join(result.cursor_after or "" for _, result, _ in synced),
-                "duration_s": round(sum(result.duration_s for _, result, _ in synced), 3),
+                "duration_s": sum(result.duration_s for _, result, _ in synced),
             },
             check_results=[dg.AssetCheckResult(
                 passed=not errors,
