@@ -3,6 +3,8 @@
 `dagster dev`, `dg dev`, `dagster job execute` and `dg launch` all load `defs`. The
 config file is read when Dagster loads the code location, not when this module is
 imported; a broken config fails that load with its one-line error, shown in the UI.
+With a tenants file (CRM_ROI_TENANTS) the location serves every tenant, each asset
+partitioned by tenant, and each tenant's config is read by its own runs (docs/scale.md).
 """
 
 from __future__ import annotations
