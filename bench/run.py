@@ -18,8 +18,8 @@ alone (bench.measure). The raw runs go to results.json; RESULTS.md and
 scaling.png are rendered from it (bench.report), so they can be redone without
 re-running anything.
 
-Variants: (a) bare_duckdb, (b) pandas_pandera, (c) crm_roi_full, (d) crm_roi_incremental,
-dagster_noop (Dagster's own cost for the job's shape), api (e: crm-roi and dlt syncing a fake HubSpot).
+Variants: (a) bare_duckdb, (b) pandas_pandera, (c) crm_roi_full, (d) crm_roi_incremental, (e) dbt_duckdb,
+dagster_noop (Dagster's own cost for the job's shape), api (crm-roi and dlt syncing a fake HubSpot).
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from bench.measure import Sample, measure
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 PRODUCT_PYTHON = REPO / ".venv" / "bin" / "python"
-SIZE_VARIANTS = ("bare_duckdb", "pandas_pandera", "crm_roi_full", "crm_roi_incremental")
+SIZE_VARIANTS = ("bare_duckdb", "pandas_pandera", "dbt_duckdb", "crm_roi_full", "crm_roi_incremental")
 VARIANTS = (*SIZE_VARIANTS, "dagster_noop", "api")
 DELTA_SHARE = 0.01
 API_PAGE_SIZE = 50  # HubSpot's list limit with propertiesWithHistory (connectors.hubspot.settings)
@@ -163,6 +163,9 @@ class Harness:
                        "--detail", str(detail)]
         elif name == "pandas_pandera":
             command = [sys.executable, "-m", "bench.pandas_pandera", str(folder), "--detail", str(detail)]
+        elif name == "dbt_duckdb":
+            command = [sys.executable, "-m", "bench.dbt_duckdb", str(folder), "--db", str(scratch / "dbt.duckdb"),
+                       "--detail", str(detail)]
         elif name == "crm_roi_full":
             self.reset_crm_roi(folder)
             command = self.crm_roi(folder, detail)

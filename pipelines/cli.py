@@ -1,8 +1,9 @@
-"""`crm-roi`: run the nightly job, the demo, or query the tables, from a shell.
+"""`crm-roi`: start a config, check it, run the nightly job, the demo, or query the tables, from a shell.
 
-This module only parses arguments and prints; the work lives in runner.py, demo.py,
-query.py, report/ and export.py. A user mistake (a bad config key, a missing column, bad SQL) prints
-one line and exits non-zero; tracebacks are for bugs.
+This module only parses arguments and prints; the work lives in starter_config.py,
+preflight.py, runner.py, demo.py, query.py, report/ and export.py. A user mistake (a
+bad config key, a missing column, bad SQL) prints one line and exits non-zero;
+tracebacks are for bugs.
 """
 
 from __future__ import annotations
@@ -20,16 +21,18 @@ from pipelines.config import ConfigError, load_settings
 from pipelines.demo import DemoUnavailable, run_demo, run_live_demo
 from pipelines.export import FORMATS, Format, export
 from pipelines.history import changes
+from pipelines.preflight import ERROR, preflight
 from pipelines.query import NoTables, NotAQuery, as_table, default_database, run_query, write_csv
 from pipelines.report import ReportError, default_report_dir, write_report
 from pipelines.runner import ChecksFailed, InstanceError, RunOutcome, last_runs, run_nightly
+from pipelines.starter_config import InitError, write_starter_config
 from pipelines.summary import summary_lines
 from pipelines.tenants import TENANTS_VARIABLE, Tenants, read_tenants
 from pipelines.warehouse import WarehouseLocked
 
 # Errors a user can fix, printed as their one-line message.
 USER_ERRORS = (ConfigError, ExportFileError, WarehouseLocked, ChecksFailed, InstanceError, DemoUnavailable, NoTables,
-               NotAQuery, ReportError)
+               NotAQuery, ReportError, InitError)
 
 
 def _report(outcome: RunOutcome) -> None:
@@ -43,6 +46,7 @@ def _report(outcome: RunOutcome) -> None:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="crm-roi", message="%(prog)s %(version)s")
 def cli() -> None:
     """crm-roi: what is your CRM worth? Builds baseline, periodic KPI and rolling ROI tables in DuckDB."""
 
@@ -92,6 +96,34 @@ def tenants_command(tenants_file: str | None) -> None:
     rows = [(name, str(config), runs[name].status if name in runs else "never",
              runs[name].ended if name in runs else "") for name, config in tenants.configs.items()]
     click.echo(as_table(["tenant", "config", "last run", "ended (UTC)"], rows))
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(file_okay=False, path_type=Path))
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="Where to write the config (default: FOLDER/crm_roi.yaml).")
+@click.option("--force", is_flag=True, help="Overwrite the config file if it exists.")
+def init(folder: Path, out: Path | None, force: bool) -> None:
+    """Write a starter config from the exports in FOLDER, with the column map guessed from their headers."""
+    written, lines = write_starter_config(folder, out, force)
+    click.echo(f"wrote {written}: every guess is marked 'guessed', what needs you 'TODO'")
+    for todo in lines.todos:
+        click.echo(f"  TODO {todo}")
+    click.echo(f"next: review it, then crm-roi validate --config {written}")
+
+
+@cli.command()
+@click.option("--config", "config_file", type=click.Path(dir_okay=False),
+              help="Config file (default: $CRM_ROI_CONFIG, else ./crm_roi.yaml).")
+def validate(config_file: str | None) -> None:
+    """Check the config and the first rows of every export file, writing nothing; exit 1 on an error."""
+    findings = preflight(config_file)
+    for finding in findings:
+        click.echo(str(finding))
+    errors = sum(f.level == ERROR for f in findings)
+    click.echo(f"{errors} error(s): fix them and validate again" if errors else "no errors: crm-roi run is next")
+    if errors:
+        sys.exit(1)
 
 
 @cli.command()

@@ -8,10 +8,11 @@ than an hour later in the middle of a load.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import os
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal, Union
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Union
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -27,6 +28,7 @@ from pydantic import (
 )
 
 from connectors.contract import CANONICAL_STREAMS, require_tls
+from connectors.files.dates import DAY_FIRST, DateSetting, format_order
 from connectors.salesforce.settings import CUSTOMER_TYPES
 
 if TYPE_CHECKING:
@@ -65,9 +67,59 @@ RejectedShare = Annotated[float | None, Field(ge=0, le=1)]
 PER_SOURCE_SHARE = "This source's own max_rejected_share (default: the top-level value)."
 
 
-class FilesSource(_Strict):
+def _strptime_format(value: str | None) -> str | None:
+    if value is not None and "%" not in value:
+        raise ValueError(f"'{value}' is not a strptime format (e.g. '%d/%m/%Y')")
+    return value
+
+
+DateFormat = Annotated[str | None, AfterValidator(_strptime_format), Field(description=(
+    "strptime format of the dates when they are not ISO 8601, e.g. `%d/%m/%Y` (day first): tried on every "
+    "date column, and it settles the order of a column whose every value reads either way (06/07/2025). A day "
+    "above 12 settles a column by itself (loading stops if that contradicts this). Files read as `canonical` "
+    "(and a GL without `columns`) promise ISO dates: they read day/month dates only with this or dayfirst."))]
+Dayfirst = Annotated[bool | None, Field(description=(
+    "Instead of date_format: `true` reads ambiguous dates like 06/07/2025 as 6 July, `false` as June 7."))]
+KEY_COLUMNS = tuple(s.key for s in CANONICAL_STREAMS.values() if s.key)
+ColumnMap = Annotated[dict[str, str | list[str]], Field(description=(
+    "Canonical column -> the one header it is read from, instead of the profile's (matched ignoring case, "
+    "spaces and punctuation). A key column "
+    f"({', '.join(KEY_COLUMNS)}) may name a list of headers when the export has no id: the key is then the "
+    "first 32 hex digits of SHA-256 over their trimmed values joined by U+001F, so it changes if one of "
+    "those values is edited in the CRM."))]
+
+
+class _ReadsExports(_Strict):
+    """Checks shared by the config of export files (a files source, the GL): its column map and date order."""
+
+    streams: ClassVar[tuple[str, ...]]
+
+    @model_validator(mode="after")
+    def _columns_and_dates(self) -> _ReadsExports:
+        known = {col for stream in self.streams for col in CANONICAL_STREAMS[stream].columns}
+        for col, header in self.columns.items():
+            if col not in known:
+                near = difflib.get_close_matches(col, sorted(known), n=1)
+                raise ValueError(f"columns: '{col}' is not a canonical column"
+                                 + (f" (did you mean {near[0]}?)" if near else ""))
+            if isinstance(header, list) and (col not in KEY_COLUMNS or not header):
+                raise ValueError(f"columns.{col}: a list of headers (a composite key) is only for a key "
+                                 f"column ({', '.join(KEY_COLUMNS)})")
+        named = format_order(self.date_format)
+        if named and self.dayfirst is not None and (named == DAY_FIRST) != self.dayfirst:
+            raise ValueError(f"date_format '{self.date_format}' and dayfirst: {str(self.dayfirst).lower()} "
+                             "disagree; keep one")
+        return self
+
+    def date_setting(self, key: str) -> DateSetting:
+        """The date order settings, named by their place in the config (`key`) for messages."""
+        return DateSetting(key, self.date_format, self.dayfirst)
+
+
+class FilesSource(_ReadsExports):
     """A folder of CRM export files, read through a column-mapping profile."""
 
+    streams = FILE_STREAMS
     kind: Literal["files"] = Field(description="`files`: a folder of export files.")
     name: str | None = Field(None, description="Name keys are namespaced by; default `files_1`, `files_2`, ...")
     path: Path = Field(description="The folder, relative to the config file.")
@@ -76,7 +128,9 @@ class FilesSource(_Strict):
     files: dict[str, str | None] = Field(default_factory=dict, description=(
         "Canonical stream -> file name or glob (default `<stream>.csv` and `<stream>_*.csv`); "
         "`null`: this source does not provide that stream."))
-    columns: dict[str, str] = Field(default_factory=dict, description="Canonical column -> the file's header.")
+    columns: ColumnMap = Field(default_factory=dict)
+    date_format: DateFormat = None
+    dayfirst: Dayfirst = None
     won_stages: list[str] = Field(default_factory=list, description="Stage values that mean closed won.")
     lost_stages: list[str] = Field(default_factory=list, description="Stage values that mean closed lost.")
     currency: str | None = Field(None, description="Currency of amounts when the file has no currency column.")
@@ -110,12 +164,6 @@ class FilesSource(_Strict):
         except (ZoneInfoNotFoundError, ValueError):
             raise ValueError(f"unknown time zone '{timezone}' (use an IANA name like Europe/Berlin)") from None
         return timezone
-
-    @model_validator(mode="after")
-    def _custom_needs_stages(self) -> FilesSource:
-        if self.profile == "custom" and "is_won" not in self.columns and not self.won_stages:
-            raise ValueError("profile custom needs won_stages (or an is_won column in columns)")
-        return self
 
 
 def _secret_ref(value: str | None) -> str | None:
@@ -247,15 +295,17 @@ API_SOURCE_TYPES = (HubSpotSource, SalesforceSource, PipedriveSource)
 SourceConfig = Annotated[Union[FilesSource, *API_SOURCE_TYPES], Field(discriminator="kind")]
 
 
-class FinanceConfig(_Strict):
+class FinanceConfig(_ReadsExports):
     """The general-ledger export and the map from GL account to cost category."""
 
+    streams = ("finance_gl",)
     path: Path = Field(description="The general-ledger export (`finance_gl.csv` layout), relative to the config.")
     accounts: dict[str, str] = Field(description=(
         "GL account -> category: crm_software, crm_implementation, crm_training, crm_support, crm_hardware, "
         "sales_marketing, operating_cost; lines on other accounts count nowhere."))
-    columns: dict[str, str] = Field(default_factory=dict, description=(
-        "Canonical column -> header, for a GL export with other headers."))
+    columns: ColumnMap = Field(default_factory=dict)
+    date_format: DateFormat = None
+    dayfirst: Dayfirst = None
     max_rejected_share: RejectedShare = Field(None, description=PER_SOURCE_SHARE)
 
     @field_validator("path")

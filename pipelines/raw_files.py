@@ -19,13 +19,15 @@ from typing import NamedTuple
 import duckdb
 
 from connectors.contract import CANONICAL_STREAMS
-from connectors.files.profiles import CANONICAL, Profile, resolve_profile
+from connectors.files.dates import ColumnDates, DateSetting, decide_dates
+from connectors.files.profiles import Profile, resolve_profile
 from connectors.files.reader import (
+    ExportFile,
     ExportFileError,
     csv_error_message,
     landing_query,
+    read_export,
     sha256_of,
-    sniff,
 )
 from pipelines.config import (
     FILE_STREAMS,
@@ -48,6 +50,7 @@ class StreamInput:
     files: tuple[Path, ...]
     profile: Profile
     default_currency: str
+    dates: DateSetting
     timezone: str = "UTC"
 
 
@@ -110,18 +113,20 @@ def unmatched_files(settings: Settings) -> dict[str, list[str]]:
     return unmatched
 
 
+def unmatched_message(source: str, names: list[str]) -> str:
+    return f"{source}: no stream reads {', '.join(names)} (name a file under the source's files: to load it)"
+
+
 def stream_inputs(settings: Settings, stream: str) -> list[StreamInput]:
     """Every source that provides `stream`, with its files."""
     if stream == "finance_gl":
         finance = settings.finance
-        profile = CANONICAL
-        if finance.columns:
-            profile = resolve_profile("custom", finance.columns, [], [])
-        return [
-            StreamInput(FINANCE_SOURCE, stream, (finance.path,), profile, settings.base_currency)
-        ]
+        # A GL with its own headers is read like a custom export; the finance_gl.csv layout is canonical.
+        profile = resolve_profile("custom" if finance.columns else "canonical", finance.columns, [], [])
+        return [StreamInput(FINANCE_SOURCE, stream, (finance.path,), profile, settings.base_currency,
+                            finance.date_setting("finance"))]
     inputs = []
-    for name, source in zip(settings.source_names, settings.sources, strict=True):
+    for index, (name, source) in enumerate(zip(settings.source_names, settings.sources, strict=True)):
         if not isinstance(source, FilesSource):
             continue
         files = _stream_files(source, stream, settings.data_roots or [source.path])
@@ -129,16 +134,37 @@ def stream_inputs(settings: Settings, stream: str) -> list[StreamInput]:
             continue
         profile = resolve_profile(source.profile, source.columns, source.won_stages, source.lost_stages)
         currency = source.currency or settings.base_currency
-        inputs.append(StreamInput(name, stream, files, profile, currency, source.timezone))
+        inputs.append(StreamInput(name, stream, files, profile, currency, source.date_setting(f"sources.{index}"),
+                                  source.timezone))
     return inputs
 
 
-def _land_file(con: duckdb.DuckDBPyConnection, spec: StreamInput, path: Path, tracker: Tracker) -> tuple[int, int]:
-    """Append one file to raw.<stream> in one pass; returns (batch_id, rows)."""
-    fmt = sniff(path)
-    select, params = landing_query(
-        path, fmt, spec.stream, spec.profile, spec.default_currency, spec.timezone
-    )
+class Landed(NamedTuple):
+    """One file landed: its batch, its rows, how its headers and dates were read."""
+
+    batch_id: int
+    rows: int
+    export: ExportFile
+    dates: dict[str, ColumnDates]
+
+
+def land_file(
+    con: duckdb.DuckDBPyConnection, spec: StreamInput, path: Path, tracker: Tracker | None = None,
+    limit: int | None = None,
+) -> Landed:
+    """Append one file (or its first `limit` rows) to raw.<stream>, its progress on `tracker`.
+
+    The day/month order of its dates is decided from the file first, so a value is never
+    read in the wrong order: an undecidable column stops the load, naming file and column.
+    """
+    tracker = tracker or Tracker(path.name, None, "bytes")
+    export = read_export(path, spec.stream, spec.profile)
+    try:
+        dates = decide_dates(con, export, spec.dates)
+    except duckdb.Error as exc:
+        raise ExportFileError(csv_error_message(path, exc)) from None
+    formats = {header: decided.formats for header, decided in dates.items()}
+    select, params = landing_query(export, formats, spec.default_currency, spec.timezone, limit)
     batch_id = con.execute("SELECT nextval('raw.batch_seq')").fetchone()[0]
     columns = ", ".join(CANONICAL_STREAMS[spec.stream].columns)
     try:
@@ -152,7 +178,7 @@ def _land_file(con: duckdb.DuckDBPyConnection, spec: StreamInput, path: Path, tr
     except duckdb.Error as exc:
         raise ExportFileError(csv_error_message(path, exc)) from None
     _number_lines(con, spec.stream, batch_id, rows)
-    return batch_id, rows
+    return Landed(batch_id, rows, export, dates)
 
 
 def _number_lines(con: duckdb.DuckDBPyConnection, stream: str, batch_id: int, rows: int) -> None:
@@ -220,7 +246,7 @@ def load_stream(
                     f"{path.name}: changed since it was loaded; "
                     "export under a new name or run with --full-reload"
                 )
-            batch_id, rows = _land_file(con, spec, path, tracker)
+            batch_id, rows, *_ = land_file(con, spec, path, tracker)
             con.execute(
                 "INSERT INTO raw.loaded_files (source, stream, file_name, sha256, size_bytes, row_count, "
                 "batch_id, loaded_at, modified_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",

@@ -22,7 +22,7 @@ from pipelines.assets.api import api_assets, tenant_api_assets
 from pipelines.assets.raw import raw_assets
 from pipelines.config import Settings
 from pipelines.definitions import build_defs, build_tenant_defs, full_reload_config
-from pipelines.raw_files import required_streams_present
+from pipelines.raw_files import required_streams_present, unmatched_message
 from pipelines.resources import PARTITION_TAG
 from pipelines.tenants import TENANT_PARTITIONS, Tenants
 from pipelines.warehouse import wait_until_writable
@@ -178,8 +178,7 @@ def run_nightly(settings: Settings, full_reload: bool = False, verbose: bool = F
             for outcome, names in read.items():
                 files.setdefault(source, {"loaded": [], "unchanged": []})[outcome] += names
         unmatched = materialization.metadata.get("files_matching_no_stream")
-        warnings += [f"{source}: no stream reads {', '.join(names)} (name a file under the source's "
-                     "files: to load it)"
+        warnings += [unmatched_message(source, names)
                      for source, names in (unmatched.value.items() if unmatched else [])]
     return RunOutcome(run_id, log, stopped, warnings, files)
 

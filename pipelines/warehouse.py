@@ -29,6 +29,7 @@ import duckdb
 from tenacity import retry, retry_if_exception, stop_after_delay, wait_random_exponential
 
 from connectors.contract import CANONICAL_STREAMS
+from connectors.files.synonyms import CLOSED_STAGE_WORDS
 from pipelines.config import Settings
 from pipelines.sql_files import sql_text
 
@@ -43,11 +44,6 @@ WORKING_SCHEMAS = ("staging", "quarantine", "kpi", "roi", "bookkeeping")
 # 1.x line and the one many SQL clients still bundle, can open; older formats made runs slower
 # (bench/PROFILING.md).
 OLDEST_READER = "v1.4.0"
-# Stage names that read like a closed deal, in the languages CRMs are set up in (lower case).
-CLOSED_STAGE_PATTERN = (
-    r"closed|(^|[^a-z])(won|lost|win|loss)([^a-z]|$)|gagn|perdu|ganad|perdid|gewonnen|verloren"
-    r"|fechad|cerrad|chius|vint[oa]|pers[oa]([^a-z]|$)"
-)
 
 
 class WarehouseLocked(RuntimeError):
@@ -108,7 +104,7 @@ def set_run_variables(con: duckdb.DuckDBPyConnection, settings: Settings) -> Non
         "uncertainty_seed": settings.uncertainty.seed,
         "tei_horizon_years": settings.tei.horizon_years,
         "tei_cost_risk_adjustment": settings.tei.cost_risk_adjustment,
-        "closed_stage_pattern": CLOSED_STAGE_PATTERN,
+        "closed_stage_pattern": CLOSED_STAGE_WORDS,
     }
     for name, value in values.items():
         con.execute(f"SET VARIABLE {name} = $value", {"value": value})
@@ -162,16 +158,35 @@ def connect(
     memory_limit = settings.memory_limit if settings else None
     con = open_with_raw(path, read_only, memory_limit)
     try:
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute(sql_text("macros"))
-        con.execute(sql_text("roi_macros"))
-        if settings is not None:
-            set_run_variables(con, settings)
-        if not read_only:
-            ensure_schemas(con)
+        _prepare(con, settings, read_only)
         yield con
     finally:
         con.close()
+
+
+@contextmanager
+def in_memory(settings: Settings | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A warehouse that lives in memory only, prepared as `connect` prepares a file: for checks
+    that must not create or touch any file (`crm-roi validate`, `crm-roi init`); with no temp
+    directory DuckDB cannot spill to disk either."""
+    con = duckdb.connect(":memory:", config={"temp_directory": ""})
+    try:
+        con.execute(f"ATTACH ':memory:' AS {RAW_CATALOG}")
+        _prepare(con, settings, read_only=False)
+        yield con
+    finally:
+        con.close()
+
+
+def _prepare(con: duckdb.DuckDBPyConnection, settings: Settings | None, read_only: bool) -> None:
+    """UTC, the shared macros, the run's variables (if given) and, when writable, the schemas."""
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(sql_text("macros"))
+    con.execute(sql_text("roi_macros"))
+    if settings is not None:
+        set_run_variables(con, settings)
+    if not read_only:
+        ensure_schemas(con)
 
 
 def wait_until_writable(path: Path) -> None:

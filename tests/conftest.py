@@ -90,10 +90,31 @@ def gl(entry_id: str, posted_on: str, account: str, amount: str, currency: str =
             "description": "", "vendor": "", "amount": amount, "currency": currency}
 
 
+def write_config(folder: Path, config: dict) -> Path:
+    """`folder`/crm_roi.yaml holding `config`."""
+    path = folder / "crm_roi.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
 @pytest.fixture
-def project(tmp_path: Path):
-    """A factory: write exports and a config into tmp_path, run the models, return a connection."""
+def run_config(tmp_path: Path):
+    """A factory: write `config` as tmp_path/crm_roi.yaml, run the models, return a connection (closed after)."""
     opened: list[duckdb.DuckDBPyConnection] = []
+
+    def _run(config: dict) -> duckdb.DuckDBPyConnection:
+        con = run_pipeline(load_settings(write_config(tmp_path, config)))
+        opened.append(con)
+        return con
+
+    yield _run
+    for con in opened:
+        con.close()
+
+
+@pytest.fixture
+def project(tmp_path: Path, run_config):
+    """A factory: write exports and a config into tmp_path, run the models, return a connection."""
 
     def build(
         deals: list[dict] | None = None,
@@ -106,20 +127,14 @@ def project(tmp_path: Path):
         for name, (columns, rows) in (files or {}).items():
             write_csv(folder / f"{name}.csv", columns, rows)
         write_csv(tmp_path / "finance_gl.csv", GL_COLUMNS, finance or [])
-        config = {
+        return run_config({
             "as_of": "2025-03-31", "go_live": "2025-01-01", "baseline_months": 12,
             "sources": [{"kind": "files", "path": "exports", "profile": "canonical"}],
             "finance": {"path": "finance_gl.csv", "accounts": ACCOUNTS},
             **settings,
-        }
-        (tmp_path / "crm_roi.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-        con = run_pipeline(load_settings(tmp_path / "crm_roi.yaml"))
-        opened.append(con)
-        return con
+        })
 
-    yield build
-    for con in opened:
-        con.close()
+    return build
 
 
 def run_pipeline(settings: Settings, client_options: dict | None = None,

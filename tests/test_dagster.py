@@ -162,7 +162,7 @@ def test_blocking_check_stops_kpis_from_building_on_a_broken_table(demo_config: 
 def writers_in_parallel_branches() -> dg.JobDefinition:
     """Three independent raw -> staging branches, which a multiprocess executor would run side
     by side; module-level so each step process can rebuild the job."""
-    branches = [dg.AssetKey(["staging", t]) for t in ("customers", "csat", "crm_usage")]
+    branches = [dg.AssetKey(["staging", t]) for t in ("fx_rates", "csat", "crm_usage")]
     defs = build_defs(load_settings(os.environ["CRM_ROI_CONFIG"]))
     return dg.Definitions(
         assets=defs.assets,

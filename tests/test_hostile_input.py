@@ -160,7 +160,7 @@ def test_renamed_required_column_is_one_message_naming_column_and_file(land, tmp
     message = file_error(land, {"deals.csv": f"{header}\n{GOOD}\n"}, tmp_path)
     assert message == (
         f"deals.csv: column 'created_at' (deals.created_at) is missing; the file has: "
-        f"{header.replace(',', ', ')}"
+        f"{header.replace(',', ', ')}; did you mean 'create_date'?"
     )
 
 

@@ -77,8 +77,9 @@ DIGITS = re.compile(r"\d")
 
 
 def _digits_oracle(text: str) -> float:
-    """What a parsed value must be: the text's own digits, point, exponent and sign."""
-    kept = re.sub(r"[^0-9.eE+-]", "", text)
+    """What a parsed value must be: the text's own digits, point, exponent and sign (a three-letter
+    currency code, which the parser accepts before or after the number, is not an exponent)."""
+    kept = re.sub(r"[^0-9.eE+-]", "", re.sub(r"[A-Z]{3}", "", text))
     number = float(kept)
     return -abs(number) if "(" in text or number < 0 else number
 

@@ -196,3 +196,20 @@ def test_commands_do_not_import_the_charting_libraries():
             "print(sorted(m for m in ('altair', 'vl_convert', 'openpyxl') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_every_chart_is_a_valid_vega_lite_spec(demo_published: Path):
+    """Specs are not validated while a run builds them (it cost most of that time): here instead."""
+    import jsonschema
+    from altair.vegalite.v6.schema import load_schema
+
+    from pipelines.report.charts import build_charts
+
+    schema = load_schema()
+    charts = build_charts(read_report_data(demo_published), "USD")
+    assert {c.name for c in charts} == CHARTS
+    for chart in charts:
+        jsonschema.validate(chart.spec, schema)
+    broken = {**charts[0].spec, "mark": {"type": "nonsense"}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, schema)

@@ -1,19 +1,28 @@
 """Column-mapping profiles: how each CRM's export file maps onto canonical columns.
 
 A profile names, for each canonical column, the headers that may hold it (the
-first non-empty one wins), the date formats its exports use, and how to tell won
-from lost when the export has no flag columns. Nothing here parses values: the
-staging SQL does that once, for every source alike.
+first non-empty one wins), the year-first date formats its exports use, and how
+to tell won from lost when the export has no flag columns. Day-first or
+month-first dates are not a profile's to assume (a CRM writes them in its user's
+locale): connectors/files/dates.py decides their order per file. Nothing here
+parses values: the staging SQL does that once, for every source alike.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 
 from connectors.contract import CANONICAL_STREAMS
 
 # Salesforce report exports end in a footer that is not data.
 FOOTER_PATTERN = r"^(Grand Totals \(\d+ records?\)|Confidential Information.*|Copyright \(c\).*)$"
+
+
+
+def normalise_header(header: str) -> str:
+    """A header as matched: case, spaces, underscores and punctuation ignored ('close_date' is 'Close Date')."""
+    return re.sub(r"[\W_]+", "", header.casefold())
 
 
 @dataclass(frozen=True)
@@ -22,8 +31,13 @@ class Profile:
 
     name: str
     headers: dict[str, dict[str, tuple[str, ...]]] = field(default_factory=dict)
-    # strptime formats for dates that are not ISO 8601 (tried in order).
+    # strptime formats for year-first dates that are not ISO 8601 (tried in order).
     date_formats: tuple[str, ...] = ()
+    # Whether day/month dates (06/07/2025) are read without date_format/dayfirst in the config:
+    # canonical files promise ISO 8601, so there such a value is a row error unless configured.
+    day_month_dates: bool = True
+    # Canonical key column -> the headers whose values, combined, name a record (no id column).
+    composite: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Where the export has no is_closed/is_won flags, they come from this column's value.
     status_column: str = "stage"
     won_values: tuple[str, ...] = ()
@@ -31,17 +45,20 @@ class Profile:
     deleted_values: tuple[str, ...] = ()
     # Report exports end in short footer lines; reading those needs padding (and a serial read).
     has_footer: bool = False
+    # Columns the user's column map names: read from that header only.
+    mapped: frozenset[str] = frozenset()
 
     def headers_for(self, stream: str) -> dict[str, tuple[str, ...]]:
-        """Accepted headers per canonical column; canonical names are always accepted."""
+        """Accepted headers per canonical column; the canonical name is accepted too, unless the
+        column is mapped (a mapped header that is empty must not fall back to another column)."""
         own = self.headers.get(stream, {})
         canonical = CANONICAL_STREAMS[stream].columns
-        return {col: (*own.get(col, ()), col) for col in canonical} | {
+        return {col: own[col] if col in self.mapped else (*own.get(col, ()), col) for col in canonical} | {
             col: heads for col, heads in own.items() if col not in canonical
         }
 
 
-CANONICAL = Profile(name="canonical")
+CANONICAL = Profile(name="canonical", day_month_dates=False)
 
 HUBSPOT_EXPORT = Profile(
     name="hubspot_export",
@@ -71,7 +88,7 @@ HUBSPOT_EXPORT = Profile(
             "churned_at": ("Churn Date", "Churned Date"),
         },
     },
-    date_formats=("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S", "%m/%d/%Y %H:%M", "%m/%d/%Y"),
+    date_formats=("%Y-%m-%d %H:%M", "%Y-%m-%d %H:%M:%S"),
     won_values=("Closed Won", "closedwon"),
     lost_values=("Closed Lost", "closedlost"),
 )
@@ -106,7 +123,6 @@ SALESFORCE_EXPORT = Profile(
             "churned_at": ("Churn Date",),
         },
     },
-    date_formats=("%m/%d/%Y", "%m/%d/%Y %I:%M %p", "%m/%d/%Y %H:%M"),
     won_values=("Closed Won",),
     lost_values=("Closed Lost",),
     has_footer=True,
@@ -143,40 +159,29 @@ PIPEDRIVE_EXPORT = Profile(
     deleted_values=("deleted",),
 )
 
-PROFILES = {p.name: p for p in (CANONICAL, HUBSPOT_EXPORT, SALESFORCE_EXPORT, PIPEDRIVE_EXPORT)}
+CUSTOM = Profile(name="custom", date_formats=("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M"))
 
-
-def custom_profile(columns: dict[str, str], won_stages: list[str], lost_stages: list[str]) -> Profile:
-    """A profile from the user's config: `columns` maps canonical name -> header."""
-    by_stream = {
-        name: {col: (columns[col],) for col in stream.columns if col in columns}
-        for name, stream in CANONICAL_STREAMS.items()
-    }
-    return Profile(
-        name="custom",
-        headers=by_stream,
-        date_formats=("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%m/%d/%Y", "%d.%m.%Y"),
-        won_values=tuple(won_stages),
-        lost_values=tuple(lost_stages),
-    )
+PROFILES = {p.name: p for p in (CANONICAL, HUBSPOT_EXPORT, SALESFORCE_EXPORT, PIPEDRIVE_EXPORT, CUSTOM)}
 
 
 def resolve_profile(
-    name: str, columns: dict[str, str], won_stages: list[str], lost_stages: list[str]
+    name: str, columns: dict[str, str | list[str]], won_stages: list[str], lost_stages: list[str]
 ) -> Profile:
-    """The profile a source names, with the user's won/lost stage lists applied."""
-    if name == "custom":
-        return custom_profile(columns, won_stages, lost_stages)
+    """The profile a source names, with the user's column map and won/lost stage lists applied.
+
+    `columns` maps a canonical name to the header that holds it (instead of the profile's) or,
+    for a key column, to the list of headers whose values combined make the key.
+    """
     base = PROFILES[name]
-    if not won_stages and not lost_stages:
-        return base
-    return Profile(
-        name=base.name,
-        headers=base.headers,
-        date_formats=base.date_formats,
-        status_column=base.status_column,
+    mapped = {col: header for col, header in columns.items() if isinstance(header, str)}
+    headers = {stream: dict(base.headers.get(stream, {})) for stream in CANONICAL_STREAMS}
+    for stream, own in headers.items():
+        own.update({col: (header,) for col, header in mapped.items() if col in CANONICAL_STREAMS[stream].columns})
+    return replace(
+        base,
+        headers=headers,
+        mapped=frozenset(mapped),
+        composite={col: tuple(parts) for col, parts in columns.items() if not isinstance(parts, str)},
         won_values=tuple(won_stages) or base.won_values,
         lost_values=tuple(lost_stages) or base.lost_values,
-        deleted_values=base.deleted_values,
-        has_footer=base.has_footer,
     )

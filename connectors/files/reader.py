@@ -1,21 +1,25 @@
 """Read one export file into canonical, still-textual columns.
 
 DuckDB's CSV reader does the reading (streamed, parallel, no Python loop over
-rows). Every value lands as text exactly as exported, except that a profile's
-non-ISO dates are rewritten to ISO 8601 so one parser in staging serves all
-CRMs; a value that does not match any of the profile's formats lands unchanged
-and is rejected, with its reason, in staging.
+rows). Headers are matched ignoring case, spaces and punctuation. Every value
+lands as text exactly as exported, except that non-ISO dates are rewritten to
+ISO 8601 (in the formats decided for the file, see dates.py) so one parser in
+staging serves all CRMs, and a composite key is hashed into one; a value that
+matches none of the formats lands unchanged and is rejected, with its reason, in
+staging.
 """
 
 from __future__ import annotations
 
 import codecs
+import csv
+import difflib
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from connectors.contract import CANONICAL_STREAMS, DATE, TIMESTAMP
-from connectors.files.profiles import FOOTER_PATTERN, Profile
+from connectors.files.profiles import FOOTER_PATTERN, Profile, normalise_header
 
 SNIFF_BYTES = 1 << 16
 DELIMITERS = (",", ";", "\t", "|")
@@ -84,8 +88,6 @@ def _looks_utf16(head: bytes) -> bool:
 
 
 def _split_header(line: str, delimiter: str) -> list[str]:
-    import csv
-
     return [h.strip() for h in next(csv.reader([line], delimiter=delimiter))]
 
 
@@ -103,7 +105,124 @@ def _column_names(path: Path, header: tuple[str, ...], used: set[str]) -> list[s
     return names
 
 
-def _quote(identifier: str) -> str:
+def find_header(path: Path, wanted: str, header: tuple[str, ...]) -> str | None:
+    """The file's header that is `wanted`, ignoring case, spaces and punctuation (an exact match first)."""
+    if wanted in header:
+        return wanted
+    hits = sorted({h for h in header if normalise_header(h) == normalise_header(wanted)})
+    if len(hits) > 1:
+        raise ExportFileError(
+            f"{path.name}: columns {' and '.join(repr(h) for h in hits)} both match '{wanted}'; "
+            "rename or drop one"
+        )
+    return hits[0] if hits else None
+
+
+def closest_header(wanted: tuple[str, ...], header: tuple[str, ...]) -> str | None:
+    """The file's header most like any of `wanted` (normalised), for a "did you mean" hint."""
+    by_form = {normalise_header(h): h for h in header if normalise_header(h)}
+    scored = [
+        (difflib.SequenceMatcher(None, normalise_header(w), form).ratio(), form)
+        for w in wanted for form in difflib.get_close_matches(normalise_header(w), by_form, n=1, cutoff=0.6)
+    ]
+    return by_form[max(scored)[1]] if scored else None
+
+
+@dataclass(frozen=True)
+class ExportFile:
+    """One export file as a stream will read it: its dialect and which headers feed which column."""
+
+    path: Path
+    stream: str
+    profile: Profile
+    format: FileFormat
+    present: dict[str, list[str]]  # canonical column -> the file's headers, first non-empty wins
+    composite: dict[str, tuple[str, ...]]  # key column -> the headers whose values make the key
+
+    @property
+    def date_headers(self) -> dict[str, str]:
+        """The file's headers read as dates or timestamps, with their canonical column."""
+        kinds = CANONICAL_STREAMS[self.stream].columns
+        return {h: col for col, heads in self.present.items() if kinds.get(col) in (DATE, TIMESTAMP) for h in heads}
+
+    def rows_sql(self) -> tuple[str, dict]:
+        """`FROM read_csv(...) WHERE ...`: the file's data rows, every column as text, and its parameters.
+
+        The dialect is known (sniffed), so DuckDB's own sniffer is off and the columns are the
+        header's: a damaged file then fails with the line and the reason ("unterminated quote",
+        "expected 14 columns, found 5") instead of "could not detect the dialect".
+        """
+        used = {h for heads in (*self.present.values(), *self.composite.values()) for h in heads}
+        names = _column_names(self.path, self.format.header, used)
+        params: dict = {"path": str(self.path), "delim": self.format.delimiter, "encoding": self.format.encoding,
+                        "columns": dict.fromkeys(names, "VARCHAR")}
+        where = "NOT (" + " AND ".join(f"{quote_identifier(h)} IS NULL" for h in names) + ")"
+        padding = ""
+        if self.profile.has_footer:
+            first = quote_identifier(names[0])
+            rest_empty = " AND ".join(f"{quote_identifier(h)} IS NULL" for h in names[1:]) or "TRUE"
+            params["footer"] = FOOTER_PATTERN
+            where += f" AND NOT (coalesce(regexp_full_match({first}, $footer), false) AND {rest_empty})"
+            padding = "null_padding = true, parallel = false, "
+        sql = (
+            "FROM read_csv($path, delim = $delim, encoding = $encoding, header = true, auto_detect = false, "
+            f"columns = $columns, {padding}quote = '\"', escape = '\"', "
+            f"max_line_size = {MAX_LINE_BYTES}, buffer_size = {2 * MAX_LINE_BYTES}) WHERE {where}"
+        )
+        return sql, params
+
+
+def read_export(path: Path, stream: str, profile: Profile, complete: bool = True) -> ExportFile:
+    """Sniff `path` and match its headers to the stream's columns; a missing required one is an error
+    (unless not `complete`: `crm-roi init` reads what it can of a file it is still mapping)."""
+    fmt = sniff(path)
+    accepted = profile.headers_for(stream)
+    present: dict[str, list[str]] = {}
+    for col, heads in accepted.items():
+        found = (find_header(path, h, fmt.header) for h in heads)
+        present[col] = list(dict.fromkeys(h for h in found if h))
+    composite: dict[str, tuple[str, ...]] = {}
+    for col, parts in profile.composite.items():
+        if col not in CANONICAL_STREAMS[stream].columns:
+            continue
+        for part in parts:
+            if not find_header(path, part, fmt.header):
+                raise _missing(path, fmt, stream, col, (part,), f"part of {stream}.{col}'s key")
+        composite[col] = tuple(find_header(path, part, fmt.header) for part in parts)
+    export = ExportFile(path, stream, profile, fmt, present, composite)
+    if complete:
+        _require(export)
+    return export
+
+
+def _require(export: ExportFile) -> None:
+    """Every required column of the stream is present (is_closed/is_won may come from the stage)."""
+    path, stream, profile, fmt, present = export.path, export.stream, export.profile, export.format, export.present
+    accepted = profile.headers_for(stream)
+    derive_flags = stream == "deals" and not (present["is_closed"] and present["is_won"])
+    status = present.get(profile.status_column)
+    if derive_flags and status and not profile.won_values and profile.name == "custom":
+        raise ExportFileError(
+            f"{path.name}: no is_closed and is_won columns, so whether a deal is won comes from "
+            f"'{status[0]}': list the values that mean won in won_stages (and lost in lost_stages)"
+        )
+    for col in CANONICAL_STREAMS[stream].required:
+        derivable = col in ("is_closed", "is_won") and derive_flags and status and profile.won_values
+        if not present.get(col) and col not in export.composite and not derivable:
+            raise _missing(path, fmt, stream, col, accepted[col], f"{stream}.{col}")
+
+
+def _missing(path: Path, fmt: FileFormat, stream: str, col: str, wanted: tuple[str, ...], what: str) -> ExportFileError:
+    """A required column not found, with the header that comes closest."""
+    names = " or ".join(f"'{h}'" for h in wanted)
+    near = closest_header(wanted, fmt.header)
+    hint = f"; did you mean '{near}'?" if near else ""
+    return ExportFileError(
+        f"{path.name}: column {names} ({what}) is missing; the file has: {', '.join(fmt.header) or 'no header'}{hint}"
+    )
+
+
+def quote_identifier(identifier: str) -> str:
     """Quote a header as a SQL identifier; headers come from files, so never trust them."""
     return '"' + identifier.replace('"', '""') + '"'
 
@@ -121,62 +240,59 @@ def csv_error_message(path: Path, error: Exception) -> str:
     return f"{path.name}: cannot be read as CSV: {where}" + (f" ({reason})" if reason else "")
 
 
-def _coalesce(headers: list[str]) -> str:
-    """The first non-empty value among the headers present for one canonical column."""
-    if not headers:
-        return "NULL"
-    values = [f"nullif(trim({_quote(h)}), '')" for h in headers]
-    return values[0] if len(values) == 1 else f"coalesce({', '.join(values)})"
+def _text(header: str) -> str:
+    return f"nullif(trim({quote_identifier(header)}), '')"
 
 
-def _typed_text(column: str, kind: str, headers: list[str], profile: Profile, zoned: bool) -> str:
-    """One canonical column as text: non-ISO dates rewritten to ISO, local times zoned."""
-    value = _coalesce(headers)
-    if value == "NULL" or kind not in (TIMESTAMP, DATE):
-        return value
-    if profile.date_formats:
-        value = f"coalesce(iso_from_formats({value}, $date_formats), {value})"
-    if zoned and kind == TIMESTAMP:
-        value = f"local_to_utc_iso({value}, $timezone)"
-    return value
+def composite_key(headers: tuple[str, ...]) -> str:
+    """A key from several columns: the first 32 hex digits of SHA-256 over their trimmed values
+    joined by U+001F (an empty value as ''); NULL when every value is empty."""
+    values = ", ".join(f"coalesce({_text(h)}, '')" for h in headers)
+    any_value = " OR ".join(f"{_text(h)} IS NOT NULL" for h in headers)
+    return f"CASE WHEN {any_value} THEN left(sha256(concat_ws(chr(31), {values})), 32) END"
 
 
 def landing_query(
-    path: Path, fmt: FileFormat, stream: str, profile: Profile, default_currency: str, timezone: str
+    export: ExportFile,
+    date_formats: dict[str, tuple[str, ...]],
+    default_currency: str,
+    timezone: str,
+    limit: int | None = None,
 ) -> tuple[str, dict]:
     """The SELECT that turns one export file into the stream's canonical text columns.
 
-    Returns SQL with named parameters and their values: paths, stage lists and
-    formats are bound, and headers are quoted identifiers checked against the
-    file's own header line, so no value from a file or config is spliced into SQL.
+    `date_formats`: per date header, the strptime formats its non-ISO values are rewritten
+    to ISO 8601 with (connectors/files/dates.py decides them); a value none fits lands as
+    it is and is rejected, with its reason, in staging. `limit`: the first rows only.
+    Returns SQL with named parameters and their values: paths, stage lists and formats
+    are bound, and headers are quoted identifiers checked against the file's own header
+    line, so no value from a file or config is spliced into SQL.
     """
-    accepted = profile.headers_for(stream)
-    header = set(fmt.header)
-    present = {col: [h for h in heads if h in header] for col, heads in accepted.items()}
-    status = _coalesce(present.get(profile.status_column, []))
-    derive_flags = stream == "deals" and not (present["is_closed"] and present["is_won"])
-    for col in CANONICAL_STREAMS[stream].required:
-        derivable = col in ("is_closed", "is_won") and derive_flags and status != "NULL"
-        if not present.get(col) and not (derivable and profile.won_values):
-            wanted = " or ".join(f"'{h}'" for h in accepted[col])
-            raise ExportFileError(
-                f"{path.name}: column {wanted} ({stream}.{col}) is missing; "
-                f"the file has: {', '.join(fmt.header) or 'no header'}"
-            )
-
-    params: dict = {"path": str(path), "delim": fmt.delimiter, "encoding": fmt.encoding}
-    if profile.date_formats:
-        params["date_formats"] = list(profile.date_formats)
-    if timezone != "UTC":
+    rows, params = export.rows_sql()
+    profile, present, kinds = export.profile, export.present, CANONICAL_STREAMS[export.stream].columns
+    zoned = timezone != "UTC"
+    if zoned:
         params["timezone"] = timezone
-    columns = {
-        col: _typed_text(col, kind, present.get(col, []), profile, timezone != "UTC")
-        for col, kind in CANONICAL_STREAMS[stream].columns.items()
-    }
-    if stream in ("deals", "finance_gl") and not present["currency"]:
+    columns: dict[str, str] = {}
+    for col, kind in kinds.items():
+        values = []
+        for header in present.get(col, []):
+            value = _text(header)
+            if date_formats.get(header):
+                name = f"formats_{len(params)}"
+                params[name] = list(date_formats[header])
+                value = f"coalesce(iso_from_formats({value}, ${name}), {value})"
+            values.append(value)
+        expr = "NULL" if not values else values[0] if len(values) == 1 else f"coalesce({', '.join(values)})"
+        if zoned and kind == TIMESTAMP and values:
+            expr = f"local_to_utc_iso({expr}, $timezone)"
+        columns[col] = composite_key(export.composite[col]) if col in export.composite else expr
+    if export.stream in ("deals", "finance_gl") and not present["currency"]:
         params["default_currency"] = default_currency
         columns["currency"] = "$default_currency"
-    if derive_flags:
+    status_values = [_text(h) for h in present.get(profile.status_column, [])]
+    status = f"coalesce({', '.join(status_values)})" if status_values else "NULL"
+    if export.stream == "deals" and not (present["is_closed"] and present["is_won"]):
         params |= {"won": list(profile.won_values), "lost": list(profile.lost_values)}
         won = f"list_contains($won, {status})"
         lost = f"list_contains($lost, {status})"
@@ -185,27 +301,9 @@ def landing_query(
         if profile.deleted_values and not present["is_deleted"]:
             params["deleted"] = list(profile.deleted_values)
             columns["is_deleted"] = f"CASE WHEN list_contains($deleted, {status}) THEN 'true' END"
-
-    # The dialect is known (sniffed above), so DuckDB's own sniffer is off and the columns
-    # are the header's: a damaged file then fails with the line and the reason ("unterminated
-    # quote", "expected 14 columns, found 5") instead of "could not detect the dialect".
-    names = _column_names(path, fmt.header, {h for heads in present.values() for h in heads})
-    params["columns"] = dict.fromkeys(names, "VARCHAR")
     select = ", ".join(f"{expr} AS {col}" for col, expr in columns.items())
-    all_empty = " AND ".join(f"{_quote(h)} IS NULL" for h in names)
-    where = f"NOT ({all_empty})"
-    padding = ""
-    if profile.has_footer:
-        first = _quote(names[0])
-        rest_empty = " AND ".join(f"{_quote(h)} IS NULL" for h in names[1:]) or "TRUE"
-        params["footer"] = FOOTER_PATTERN
-        where += f" AND NOT (coalesce(regexp_full_match({first}, $footer), false) AND {rest_empty})"
-        padding = "null_padding = true, parallel = false, "
     # Headers are quoted identifiers checked against the file's header line; values are bound.
-    sql = (
-        f"SELECT {select} FROM read_csv($path, delim = $delim, encoding = $encoding, "  # noqa: S608
-        f"header = true, auto_detect = false, columns = $columns, {padding}"
-        "quote = '\"', escape = '\"', "
-        f"max_line_size = {MAX_LINE_BYTES}, buffer_size = {2 * MAX_LINE_BYTES}) WHERE {where}"
-    )
+    sql = f"SELECT {select} {rows}"
+    if limit is not None:
+        sql += f" LIMIT {int(limit)}"
     return sql, params

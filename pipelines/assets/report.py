@@ -8,7 +8,7 @@ import base64
 
 import dagster as dg
 
-from pipelines.report import ReportFiles, chart_svg, default_report_dir, write_report
+from pipelines.report import ReportFiles, default_report_dir, write_report
 from pipelines.resources import CrmRoi
 
 REPORT_KEY = dg.AssetKey(["publish", "report"])
@@ -21,7 +21,7 @@ def _inline_charts(files: ReportFiles) -> str:
     metadata, and an SVG is a third of the PNG's size."""
     parts = []
     for name in UI_CHARTS:
-        encoded = base64.b64encode(chart_svg(files.specs[name]).encode("utf-8")).decode("ascii")
+        encoded = base64.b64encode(files.svgs[name].encode("utf-8")).decode("ascii")
         parts.append(f"**{files.titles[name]}**\n\n![{files.titles[name]}](data:image/svg+xml;base64,{encoded})")
     return "\n\n".join(parts)
 

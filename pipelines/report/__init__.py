@@ -9,12 +9,13 @@ run's start-up, and every other command, does not pay for them.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from pipelines.report.data import ReportError, read_report_data
 
-__all__ = ["ReportError", "ReportFiles", "chart_svg", "default_report_dir", "write_report"]
+__all__ = ["ReportError", "ReportFiles", "default_report_dir", "write_report"]
 
 PAGE_NAME = "roi_report.html"
 
@@ -25,6 +26,7 @@ class ReportFiles:
     images: dict[str, Path]  # chart name -> its PNG
     titles: dict[str, str]  # chart name -> its heading
     specs: dict[str, dict]  # chart name -> its Vega-Lite spec
+    svgs: dict[str, str]  # chart name -> its SVG (a third of the PNG's size: what the Dagster UI shows)
 
 
 def vl_version() -> str:
@@ -34,11 +36,21 @@ def vl_version() -> str:
     return ".".join(alt.SCHEMA_VERSION.lstrip("v").split(".")[:2])
 
 
-def chart_svg(spec: dict) -> str:
-    """One chart as SVG text: a third of its PNG's size, for the Dagster UI's metadata."""
+def _vega_bundle(version: str) -> str:
+    """The Vega-Lite runtime the page inlines, built once per release and kept in the user's cache:
+    building it is most of a small report's time, and it never changes for a release."""
     import vl_convert as vlc
 
-    return vlc.vegalite_to_svg(spec, vl_version=vl_version())
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "crm-roi"
+    path = cache / f"vega-bundle-{vlc.__version__}-vl{version}.js"
+    if path.is_file():
+        return path.read_text(encoding="utf-8")
+    bundle = vlc.javascript_bundle(vl_version=version)
+    cache.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}")
+    temporary.write_text(bundle, encoding="utf-8")
+    temporary.replace(path)  # atomic: two runs at once never read half a bundle
+    return bundle
 
 
 def default_report_dir(published: Path) -> Path:
@@ -65,15 +77,16 @@ def write_report(published: Path, out: Path, png_scale: float = 1.0) -> ReportFi
     charts = build_charts(data, currency)
     out.mkdir(parents=True, exist_ok=True)
     version = vl_version()
-    images = {}
-    for chart in charts:
+    images, svgs = {}, {}
+    for chart in charts:  # the PNG is rasterised from the SVG: one layout of each chart instead of two
+        svgs[chart.name] = vlc.vegalite_to_svg(chart.spec, vl_version=version)
         path = out / f"{chart.name}.png"
-        path.write_bytes(vlc.vegalite_to_png(chart.spec, scale=png_scale, vl_version=version))
+        path.write_bytes(vlc.svg_to_png(svgs[chart.name], scale=png_scale))
         images[chart.name] = path
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("pipelines.report", "."), autoescape=True, keep_trailing_newline=True,
     )
-    bundle = vlc.javascript_bundle(vl_version=version).replace("</script", "<\\/script")
+    bundle = _vega_bundle(version).replace("</script", "<\\/script")
     html = environment.get_template("page.html.j2").render(
         story=tell(data),
         charts=charts,
@@ -83,4 +96,4 @@ def write_report(published: Path, out: Path, png_scale: float = 1.0) -> ReportFi
     )
     page = out / PAGE_NAME
     page.write_text(html, encoding="utf-8")
-    return ReportFiles(page, images, {c.name: c.title for c in charts}, {c.name: c.spec for c in charts})
+    return ReportFiles(page, images, {c.name: c.title for c in charts}, {c.name: c.spec for c in charts}, svgs)
