@@ -13,6 +13,7 @@ import pytest
 import yaml
 from filelock import FileLock
 
+from connectors.fakes.hubspot import FakeHubSpot
 from pipelines import tenants as tenants_module
 from pipelines.config import ConfigError
 from pipelines.definitions import NIGHTLY_TAG, build_tenant_defs
@@ -136,6 +137,47 @@ def test_each_tenants_run_writes_its_own_files_only(two_tenants: Tenants, tmp_pa
     for tenant, cost in (("acme", 1200 + 800), ("globex", 3 * (1200 + 800))):
         with duckdb.connect(str(tmp_path / tenant / "crm_roi.published.duckdb"), read_only=True) as con:
             assert con.execute("SELECT cumulative_cost FROM roi.summary").fetchone()[0] == pytest.approx(cost)
+
+
+def test_a_tenants_crm_syncs_through_the_shared_graph_and_a_broken_tenant_fails_alone(tmp_path: Path, monkeypatch):
+    """globex's deals come from its HubSpot; initech's token variable is unset; acme has only files."""
+    token = "globex-token"  # a test value; its variable is what the config names
+    monkeypatch.setenv("GLOBEX_HUBSPOT_TOKEN", token)
+    monkeypatch.delenv("INITECH_HUBSPOT_TOKEN", raising=False)
+    fake = FakeHubSpot(token)
+    company = fake.create_company("Globex", lifecycle="customer", created="2024-06-01T09:00:00Z",
+                                  customer_since="2024-07-01T09:00:00Z")
+    for n in range(12):  # 12 deals, a third of them won in 2025, the others open
+        won = n % 3 == 0
+        fake.create_deal(f"Deal {n}", stage="closedwon" if won else "qualifiedtobuy", amount=f"{2000 + n}",
+                         currency="USD", company_ids=[company], owner_id="7",
+                         created=f"2024-{n % 9 + 1:02d}-03T10:00:00Z",
+                         closed=f"2025-0{n % 5 + 1}-20T10:00:00Z" if won else None)
+    write_tenant(tmp_path, "acme", tenant_deals("A", 10), tenant_finance("A"))
+    with fake.running():
+        for name in ("globex", "initech"):
+            source = {"kind": "hubspot", "token": f"env:{name.upper()}_HUBSPOT_TOKEN", "base_url": fake.base_url}
+            write_tenant(tmp_path, name, [], tenant_finance(name[0].upper()), sources=[source])
+        tenants = Tenants(tmp_path, {name: tmp_path / name / "crm_roi.yaml" for name in ("acme", "globex", "initech")})
+        job = build_tenant_defs(tenants).resolve_job_def("nightly")  # loads with initech's config broken
+        instance = dg.DagsterInstance.ephemeral()
+        instance.add_dynamic_partitions(TENANT_PARTITIONS.name, list(tenants.configs))
+        results = {name: job.execute_in_process(instance=instance, partition_key=name, raise_on_error=False)
+                   for name in tenants.configs}
+    assert results["acme"].success and results["globex"].success and not results["initech"].success
+    failure = next(e for e in results["initech"].all_events if e.is_failure)
+    assert "environment variable INITECH_HUBSPOT_TOKEN is not set" in failure.message + str(
+        failure.event_specific_data.error)
+    synced = {name: results[name].asset_materializations_for_node("raw__hubspot_deals")[0].metadata
+              for name in ("acme", "globex")}
+    # 12 deals and their 12 stage entries (one each), into raw.deals and raw.deal_stage_history.
+    assert synced["globex"]["sources"].value == ["hubspot_1"] and synced["globex"]["records_new"].value == 24
+    assert synced["acme"]["sources"].value == [] and synced["acme"]["records_new"].value == 0
+    with duckdb.connect(str(tmp_path / "globex" / "crm_roi.raw.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT (SELECT count(*) FROM deals), (SELECT count(*) FROM deal_stage_history)"
+                           ).fetchone() == (12, 12)
+    with duckdb.connect(str(tmp_path / "globex" / "crm_roi.published.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*), count(*) FILTER (WHERE is_won) FROM staging.deals").fetchone() == (12, 4)
 
 
 def test_a_tenants_connection_cannot_read_or_write_another_tenants_file(two_tenants: Tenants, tmp_path: Path):
