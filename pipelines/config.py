@@ -80,6 +80,10 @@ DateFormat = Annotated[str | None, AfterValidator(_strptime_format), Field(descr
     "(and a GL without `columns`) promise ISO dates: they read day/month dates only with this or dayfirst."))]
 Dayfirst = Annotated[bool | None, Field(description=(
     "Instead of date_format: `true` reads ambiguous dates like 06/07/2025 as 6 July, `false` as June 7."))]
+DecimalSeparator = Annotated[Literal[".", ","], Field(description=(
+    "The decimal mark of the amounts: `,` reads European numbers like `1.234,50` or `1 234,50 €` (a "
+    "`.` or space then only groups thousands); with the default `.`, such values are quarantined as "
+    "unparseable, and `crm-roi init` guesses this from the values."))]
 KEY_COLUMNS = tuple(s.key for s in CANONICAL_STREAMS.values() if s.key)
 ColumnMap = Annotated[dict[str, str | list[str]], Field(description=(
     "Canonical column -> the one header it is read from, instead of the profile's (matched ignoring case, "
@@ -131,6 +135,7 @@ class FilesSource(_ReadsExports):
     columns: ColumnMap = Field(default_factory=dict)
     date_format: DateFormat = None
     dayfirst: Dayfirst = None
+    decimal_separator: DecimalSeparator = "."
     won_stages: list[str] = Field(default_factory=list, description="Stage values that mean closed won.")
     lost_stages: list[str] = Field(default_factory=list, description="Stage values that mean closed lost.")
     currency: str | None = Field(None, description="Currency of amounts when the file has no currency column.")
@@ -306,6 +311,7 @@ class FinanceConfig(_ReadsExports):
     columns: ColumnMap = Field(default_factory=dict)
     date_format: DateFormat = None
     dayfirst: Dayfirst = None
+    decimal_separator: DecimalSeparator = "."
     max_rejected_share: RejectedShare = Field(None, description=PER_SOURCE_SHARE)
 
     @field_validator("path")
