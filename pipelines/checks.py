@@ -12,6 +12,7 @@ from __future__ import annotations
 import dagster as dg
 import duckdb
 
+from connectors.contract import CANONICAL_STREAMS, NUMBER
 from pipelines.assets import table_key
 from pipelines.models import SqlCheck, Table
 from pipelines.sql_files import sql_text
@@ -82,6 +83,7 @@ def _rejected_share(con: duckdb.DuckDBPyConnection, spec: Table, limits: dict[st
             failures.append(
                 f"{spec.name}: {share:.1%} of the {landed:,} rows source {source} landed were quarantined "
                 f"(max_rejected_share {limit:g}); top reasons: {reasons}"
+                + _decimal_comma_hint(con, spec.short_name, source, after_batch)
             )
     if not failures:
         con.execute(
@@ -95,6 +97,23 @@ def _rejected_share(con: duckdb.DuckDBPyConnection, spec: Table, limits: dict[st
         severity=dg.AssetCheckSeverity.ERROR,
         metadata={"message": "; ".join(failures), "by_source": dg.MetadataValue.json(shares)},
     )
+
+
+def _decimal_comma_hint(con: duckdb.DuckDBPyConnection, stream: str, source: str, after_batch: int | None) -> str:
+    """What to set when the quarantined numbers are written with a decimal comma ("1.234,50")."""
+    numbers = [c for c, kind in CANONICAL_STREAMS[stream].columns.items() if kind == NUMBER]
+    if not numbers:
+        return ""
+    values = ", ".join(f"payload->>'{c}'" for c in numbers)  # canonical column names
+    example = con.execute(
+        f"SELECT v FROM (SELECT unnest([{values}]) AS v FROM quarantine.rejected_rows "  # noqa: S608
+        "WHERE table_name = $table AND source = $source AND batch_id > $after) "
+        "WHERE parse_number(v) IS NULL AND decimal_comma_to_point(v) IS NOT NULL LIMIT 1",
+        {"table": stream, "source": source, "after": -1 if after_batch is None else after_batch},
+    ).fetchall()
+    if not example:
+        return ""
+    return f"; numbers like '{example[0][0]}' use a decimal comma: set decimal_separator: ',' for {source}"
 
 
 def run_checks(con: duckdb.DuckDBPyConnection, spec: Table, limits: dict[str, float]) -> list[dg.AssetCheckResult]:

@@ -8,6 +8,7 @@ tracebacks are for bugs.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -23,9 +24,10 @@ from pipelines.history import changes
 from pipelines.preflight import ERROR, preflight
 from pipelines.query import NoTables, NotAQuery, as_table, default_database, run_query, write_csv
 from pipelines.report import ReportError, default_report_dir, write_report
-from pipelines.runner import ChecksFailed, InstanceError, RunOutcome, run_nightly
+from pipelines.runner import ChecksFailed, InstanceError, RunOutcome, last_runs, run_nightly
 from pipelines.starter_config import InitError, write_starter_config
 from pipelines.summary import summary_lines
+from pipelines.tenants import TENANTS_VARIABLE, Tenants, read_tenants
 from pipelines.warehouse import RawFileOutdated, WarehouseLocked
 
 # Errors a user can fix, printed as their one-line message.
@@ -49,18 +51,51 @@ def cli() -> None:
     """crm-roi: what is your CRM worth? Builds baseline, periodic KPI and rolling ROI tables in DuckDB."""
 
 
+def tenants_option(command: Callable) -> Callable:
+    return click.option("--tenants", "tenants_file", type=click.Path(),
+                        help=f"Tenants file or folder of configs (default: ${TENANTS_VARIABLE}).")(command)
+
+
+def _tenants(tenants_file: str | None) -> Tenants:
+    path = tenants_file or os.environ.get(TENANTS_VARIABLE)
+    if not path:
+        raise click.UsageError(f"no tenants: set {TENANTS_VARIABLE} or pass --tenants")
+    return read_tenants(path)
+
+
 @cli.command()
 @click.option("--config", "config_file", type=click.Path(dir_okay=False),
               help="Config file (default: $CRM_ROI_CONFIG, else ./crm_roi.yaml).")
+@click.option("--tenant", help="Run this tenant of the tenants file, with its own config.")
+@tenants_option
 @click.option("--full-reload", is_flag=True,
               help="Reload every export file and fully resync every API source (after a correction).")
 @click.option("--verbose", "-v", is_flag=True, help="Show Dagster's event log in the terminal too.")
-def run(config_file: str | None, full_reload: bool, verbose: bool) -> None:
+def run(config_file: str | None, tenant: str | None, tenants_file: str | None, full_reload: bool,
+        verbose: bool) -> None:
     """Run the nightly job now: load new exports, rebuild staging, KPI and ROI tables."""
-    settings = load_settings(config_file)
-    outcome = run_nightly(settings, full_reload, verbose)
+    if tenant and config_file:
+        raise click.UsageError("give --config or --tenant, not both (a tenant's config is in the tenants file)")
+    if tenant:
+        tenants = _tenants(tenants_file)
+        settings = tenants.settings(tenant)
+        outcome = run_nightly(settings, full_reload, verbose, tenant=(tenants, tenant))
+    else:
+        settings = load_settings(config_file)
+        outcome = run_nightly(settings, full_reload, verbose)
     click.echo("\n".join(summary_lines(settings, outcome.files)))
     _report(outcome)
+
+
+@cli.command("tenants")
+@tenants_option
+def tenants_command(tenants_file: str | None) -> None:
+    """List the tenants with their config and their last nightly run (from the DAGSTER_HOME instance)."""
+    tenants = _tenants(tenants_file)
+    runs = last_runs(list(tenants.configs))
+    rows = [(name, str(config), runs[name].status if name in runs else "never",
+             runs[name].ended if name in runs else "") for name, config in tenants.configs.items()]
+    click.echo(as_table(["tenant", "config", "last run", "ended (UTC)"], rows))
 
 
 @cli.command()

@@ -80,6 +80,10 @@ DateFormat = Annotated[str | None, AfterValidator(_strptime_format), Field(descr
     "(and a GL without `columns`) promise ISO dates: they read day/month dates only with this or dayfirst."))]
 Dayfirst = Annotated[bool | None, Field(description=(
     "Instead of date_format: `true` reads ambiguous dates like 06/07/2025 as 6 July, `false` as June 7."))]
+DecimalSeparator = Annotated[Literal[".", ","], Field(description=(
+    "The decimal mark of the amounts: `,` reads European numbers like `1.234,50` or `1 234,50 €` (a "
+    "`.` or space then only groups thousands); with the default `.`, such values are quarantined as "
+    "unparseable, and `crm-roi init` guesses this from the values."))]
 KEY_COLUMNS = tuple(s.key for s in CANONICAL_STREAMS.values() if s.key)
 ColumnMap = Annotated[dict[str, str | list[str]], Field(description=(
     "Canonical column -> the one header it is read from, instead of the profile's (matched ignoring case, "
@@ -131,6 +135,7 @@ class FilesSource(_ReadsExports):
     columns: ColumnMap = Field(default_factory=dict)
     date_format: DateFormat = None
     dayfirst: Dayfirst = None
+    decimal_separator: DecimalSeparator = "."
     won_stages: list[str] = Field(default_factory=list, description="Stage values that mean closed won.")
     lost_stages: list[str] = Field(default_factory=list, description="Stage values that mean closed lost.")
     currency: str | None = Field(None, description="Currency of amounts when the file has no currency column.")
@@ -306,6 +311,7 @@ class FinanceConfig(_ReadsExports):
     columns: ColumnMap = Field(default_factory=dict)
     date_format: DateFormat = None
     dayfirst: Dayfirst = None
+    decimal_separator: DecimalSeparator = "."
     max_rejected_share: RejectedShare = Field(None, description=PER_SOURCE_SHARE)
 
     @field_validator("path")
@@ -379,6 +385,25 @@ class Tei(_Strict):
         "Uplift on costs for the risk of overruns (TEI style): costs x (1 + this)."))
 
 
+def _five_fields(cron: str) -> str:
+    if len(cron.split()) != 5:
+        raise ValueError(f"'{cron}' is not a five-field cron expression")
+    return cron
+
+
+def _owner_names(owners: list[str]) -> list[str]:
+    for owner in owners:
+        team = owner.removeprefix("team:")
+        if not ((owner.startswith("team:") and team.replace("_", "a").replace("-", "a").isalnum())
+                or re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", owner)):
+            raise ValueError(f"'{owner}' is neither team:NAME (letters, digits, _ and -) nor an email address")
+    return owners
+
+
+Cron = Annotated[str, AfterValidator(_five_fields)]
+Owners = Annotated[list[str], AfterValidator(_owner_names)]
+
+
 class Settings(_Strict):
     """Everything one run needs: the method's parameters, sources and finance."""
 
@@ -404,11 +429,11 @@ class Settings(_Strict):
         "Largest share of the rows a run lands for one table from one source that may be quarantined; above it "
         "the run fails (a blocking check), the analysts' copy keeps the last good run and the landed rows stay "
         "in raw for the corrected re-run."))
-    schedule_cron: str = Field("0 2 * * *", description="Cron of the `nightly_schedule` (UTC).")
-    full_sync_cron: str | None = Field(None, description=(
+    schedule_cron: Cron = Field("0 2 * * *", description="Cron of the `nightly_schedule` (UTC).")
+    full_sync_cron: Cron | None = Field(None, description=(
         "Cron of the `full_sync_schedule` (UTC), e.g. `0 4 * * 0`: the nightly job with every API stream read "
         "in full, the one way to notice records the CRM purged. Needs an API source."))
-    owners: list[str] = Field(["team:data"], min_length=1, description=(
+    owners: Owners = Field(["team:data"], min_length=1, description=(
         "Owners of every Dagster asset, shown in the UI: `team:NAME` or an email address."))
     memory_limit: str = Field("512MB", pattern=r"^\d+(\.\d+)?\s*(MB|GB|MiB|GiB)$", description=(
         "DuckDB's buffer for a run; beyond it DuckDB spills to a temp folder beside the file. Python, Dagster "
@@ -421,23 +446,6 @@ class Settings(_Strict):
         "file's folder."))
     sources: list[SourceConfig] = Field(min_length=1, description="Where deals and customers come from.")
     finance: FinanceConfig = Field(description="The general ledger.")
-
-    @field_validator("schedule_cron", "full_sync_cron")
-    @classmethod
-    def _cron_has_five_fields(cls, cron: str | None) -> str | None:
-        if cron is not None and len(cron.split()) != 5:
-            raise ValueError(f"'{cron}' is not a five-field cron expression")
-        return cron
-
-    @field_validator("owners")
-    @classmethod
-    def _owner_names(cls, owners: list[str]) -> list[str]:
-        for owner in owners:
-            team = owner.removeprefix("team:")
-            if not ((owner.startswith("team:") and team.replace("_", "a").replace("-", "a").isalnum())
-                    or re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", owner)):
-                raise ValueError(f"'{owner}' is neither team:NAME (letters, digits, _ and -) nor an email address")
-        return owners
 
     @model_validator(mode="after")
     def _full_sync_needs_an_api_source(self) -> Settings:
@@ -587,7 +595,8 @@ def _resolve_paths(raw: dict, base: Path) -> dict:
     return raw
 
 
-def _one_line(error: ValidationError, file: Path) -> str:
+def one_line_error(error: ValidationError, file: Path) -> str:
+    """The first problem of a YAML file, as `<file>: <key>: <what is wrong>`."""
     # An unknown key is usually the typo behind the other errors: report it first.
     first = min(error.errors(), key=lambda e: e["type"] != "extra_forbidden")
     # Drop the union's tag ('files') that pydantic puts after a list index.
@@ -602,24 +611,33 @@ def _one_line(error: ValidationError, file: Path) -> str:
     return f"{file}: {where}: {message}" if where else f"{file}: {message}"
 
 
-def load_settings(path: str | Path | None = None) -> Settings:
-    """Read and validate the configuration; raise ConfigError with one clear line."""
-    file = config_path(path)
-    if not file.is_file():
-        raise ConfigError(f"config file '{file}' not found (set CRM_ROI_CONFIG or pass --config)")
+def read_mapping(file: Path) -> dict:
+    """The top-level mapping of a YAML file (crm_roi.yaml, tenants.yaml), or a one-line ConfigError."""
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML ({exc.__class__.__name__})") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: expected a mapping of keys at the top level")
-    raw = _resolve_paths(raw, file.resolve().parent)
+    return raw
+
+
+def load_settings(path: str | Path | None = None, duckdb_override: bool = True) -> Settings:
+    """Read and validate the configuration; raise ConfigError with one clear line.
+
+    `duckdb_override`: whether CRM_ROI_DUCKDB may replace the file's duckdb_path (not for a tenant's
+    config: one variable would point every tenant at the same file).
+    """
+    file = config_path(path)
+    if not file.is_file():
+        raise ConfigError(f"config file '{file}' not found (set CRM_ROI_CONFIG or pass --config)")
+    raw = _resolve_paths(read_mapping(file), file.resolve().parent)
     try:
         settings = Settings.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_one_line(exc, file)) from None
+        raise ConfigError(one_line_error(exc, file)) from None
     # The operator's CRM_ROI_DUCKDB is trusted (it is not in the file), so data_roots does not bind it.
-    if db := os.environ.get("CRM_ROI_DUCKDB"):
+    if duckdb_override and (db := os.environ.get("CRM_ROI_DUCKDB")):
         return settings.model_copy(update={"duckdb_path": Path(db)})
     if not within_roots(settings.duckdb_path, settings.data_roots or []):
         raise ConfigError(f"{file}: " + outside_roots_message("duckdb_path", settings.duckdb_path, settings.data_roots))

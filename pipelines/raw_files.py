@@ -11,7 +11,9 @@ and make do): hashing every export of a large CRM cost seconds every night.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -52,6 +54,15 @@ class StreamInput:
     default_currency: str
     dates: DateSetting
     timezone: str = "UTC"
+    decimal_comma: bool = False
+
+    @property
+    def read_as(self) -> str:
+        """A fingerprint of every setting that changes what a file lands as."""
+        profile = dataclasses.replace(self.profile, mapped=tuple(sorted(self.profile.mapped)))  # a set's order varies
+        settings = (profile, self.default_currency, self.dates.date_format, self.dates.dayfirst, self.timezone,
+                    self.decimal_comma)
+        return hashlib.sha256(repr(settings).encode()).hexdigest()[:16]
 
 
 class _Loaded(NamedTuple):
@@ -124,7 +135,7 @@ def stream_inputs(settings: Settings, stream: str) -> list[StreamInput]:
         # A GL with its own headers is read like a custom export; the finance_gl.csv layout is canonical.
         profile = resolve_profile("custom" if finance.columns else "canonical", finance.columns, [], [])
         return [StreamInput(FINANCE_SOURCE, stream, (finance.path,), profile, settings.base_currency,
-                            finance.date_setting("finance"))]
+                            finance.date_setting("finance"), decimal_comma=finance.decimal_separator == ",")]
     inputs = []
     for index, (name, source) in enumerate(zip(settings.source_names, settings.sources, strict=True)):
         if not isinstance(source, FilesSource):
@@ -135,7 +146,7 @@ def stream_inputs(settings: Settings, stream: str) -> list[StreamInput]:
         profile = resolve_profile(source.profile, source.columns, source.won_stages, source.lost_stages)
         currency = source.currency or settings.base_currency
         inputs.append(StreamInput(name, stream, files, profile, currency, source.date_setting(f"sources.{index}"),
-                                  source.timezone))
+                                  source.timezone, decimal_comma=source.decimal_separator == ","))
     return inputs
 
 
@@ -164,7 +175,8 @@ def land_file(
     except duckdb.Error as exc:
         raise ExportFileError(csv_error_message(path, exc)) from None
     formats = {header: decided.formats for header, decided in dates.items()}
-    select, params = landing_query(export, formats, spec.default_currency, spec.timezone, limit)
+    select, params = landing_query(export, formats, spec.default_currency, spec.timezone, limit,
+                                   decimal_comma=spec.decimal_comma)
     batch_id = con.execute("SELECT nextval('raw.batch_seq')").fetchone()[0]
     columns = ", ".join((*CANONICAL_STREAMS[spec.stream].columns, TEXT_COLUMN))
     try:
@@ -204,7 +216,11 @@ def load_stream(
     sizes = {path: path.stat().st_size for path in spec.files}
     with (progress(f"raw/{spec.stream} ({spec.source})", total=sum(sizes.values()), unit="bytes") as tracker,
           transaction(con)):
-        if full_reload:
+        reread = con.execute(
+            "SELECT count(*) FROM raw.loaded_files WHERE source = ? AND stream = ? AND read_as IS DISTINCT FROM ?",
+            [spec.source, spec.stream, spec.read_as],
+        ).fetchone()[0]
+        if full_reload or reread:
             con.execute(f"DELETE FROM raw.{spec.stream} WHERE _source = ?", [spec.source])  # noqa: S608
             con.execute(
                 "DELETE FROM raw.loaded_files WHERE source = ? AND stream = ?",
@@ -245,9 +261,9 @@ def load_stream(
             batch_id, rows, *_ = land_file(con, spec, path, tracker)
             con.execute(
                 "INSERT INTO raw.loaded_files (source, stream, file_name, sha256, size_bytes, row_count, "
-                "batch_id, loaded_at, modified_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "batch_id, loaded_at, modified_ns, read_as) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [spec.source, spec.stream, path.name, digest, stat.st_size, rows,
-                 batch_id, dt.datetime.now(dt.UTC).replace(tzinfo=None), stat.st_mtime_ns],
+                 batch_id, dt.datetime.now(dt.UTC).replace(tzinfo=None), stat.st_mtime_ns, spec.read_as],
             )
             result.files_loaded.append(path.name)
             result.rows_loaded += rows

@@ -8,6 +8,7 @@ its type; a failed blocking check is raised as `ChecksFailed` naming the check.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import socket
 import uuid
@@ -17,11 +18,13 @@ from pathlib import Path
 import dagster as dg
 from filelock import FileLock
 
-from pipelines.assets.api import api_assets
+from pipelines.assets.api import api_assets, tenant_api_assets
 from pipelines.assets.raw import raw_assets
 from pipelines.config import Settings
-from pipelines.definitions import build_defs, full_reload_config
+from pipelines.definitions import build_defs, build_tenant_defs, full_reload_config
 from pipelines.raw_files import required_streams_present, unmatched_message
+from pipelines.resources import PARTITION_TAG
+from pipelines.tenants import TENANT_PARTITIONS, Tenants
 from pipelines.warehouse import wait_until_writable
 
 RUN_PID_TAG, RUN_HOST_TAG = "crm_roi/pid", "crm_roi/host"
@@ -117,15 +120,22 @@ def log_path(settings: Settings) -> Path:
 
 
 def run_nightly(settings: Settings, full_reload: bool = False, verbose: bool = False,
-                key_prefix: str | None = None) -> RunOutcome:
+                key_prefix: str | None = None, tenant: tuple[Tenants, str] | None = None) -> RunOutcome:
     """Materialise the nightly job for `settings` in this process (its assets under `key_prefix`, if any).
 
+    `tenant`: the tenants file and the tenant whose settings these are; the run is then the
+    tenant's partition of the tenants' job, as a scheduled run of that tenant would be.
     Dagster's events go to the log file (and, `verbose`, to the terminal too); an error
     raised by a step carries the log file's name as a note.
     """
     required_streams_present(settings)
     wait_until_writable(settings.duckdb_path)
-    job = build_defs(settings, key_prefix).resolve_job_def("nightly")
+    if tenant:
+        job = build_tenant_defs(tenant[0]).resolve_job_def("nightly")
+        api = tenant_api_assets()
+    else:
+        job = build_defs(settings, key_prefix).resolve_job_def("nightly")
+        api = api_assets(settings)
     log = log_path(settings)
     log.parent.mkdir(parents=True, exist_ok=True)
     log.touch(mode=0o600)  # private, as the DuckDB files are: errors quote CRM values
@@ -134,13 +144,17 @@ def run_nightly(settings: Settings, full_reload: bool = False, verbose: bool = F
         loggers["console"] = {"config": {"log_level": "INFO"}}
     run_config = {"loggers": loggers}
     if full_reload:
-        run_config |= full_reload_config([*raw_assets, *api_assets(settings)])
+        run_config |= full_reload_config([*raw_assets, *api])
     run_id = str(uuid.uuid4())
     with dagster_instance() as instance:
         release_dead_runs(instance)
         tags = {RUN_PID_TAG: str(os.getpid()), RUN_HOST_TAG: socket.gethostname()}
+        partition = tenant[1] if tenant else None
+        if partition and not instance.has_dynamic_partition(TENANT_PARTITIONS.name, partition):
+            instance.add_dynamic_partitions(TENANT_PARTITIONS.name, [partition])  # as the sensor would
         try:
-            result = job.execute_in_process(instance=instance, run_config=run_config, tags=tags, run_id=run_id)
+            result = job.execute_in_process(instance=instance, run_config=run_config, tags=tags, run_id=run_id,
+                                            partition_key=partition)
         except dg.DagsterError as exc:
             # Dagster stops the run with an error of its own when a blocking check fails.
             if not (failed := _failed_checks(instance, run_id)):
@@ -167,3 +181,23 @@ def run_nightly(settings: Settings, full_reload: bool = False, verbose: bool = F
         warnings += [unmatched_message(source, names)
                      for source, names in (unmatched.value.items() if unmatched else [])]
     return RunOutcome(run_id, log, stopped, warnings, files)
+
+
+@dataclass(frozen=True)
+class LastRun:
+    status: str
+    ended: str  # UTC, to the minute; empty while the run is going on
+
+
+def last_runs(tenants: list[str]) -> dict[str, LastRun]:
+    """Each tenant's last nightly run in the DAGSTER_HOME instance (none without one)."""
+    found: dict[str, LastRun] = {}
+    with dagster_instance() as instance:
+        for tenant in tenants:
+            records = instance.get_run_records(
+                dg.RunsFilter(job_name="nightly", tags={PARTITION_TAG: tenant}), limit=1)
+            if records:
+                ended = records[0].end_time
+                found[tenant] = LastRun(records[0].dagster_run.status.value.lower(), "" if ended is None else
+                                        dt.datetime.fromtimestamp(ended, dt.UTC).strftime("%Y-%m-%d %H:%M"))
+    return found

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import duckdb
 
-from connectors.contract import CANONICAL_STREAMS
+from connectors.contract import CANONICAL_STREAMS, NUMBER
 from connectors.files.dates import (
     DAY_FIRST,
     MIXED,
@@ -290,6 +290,27 @@ def _date_format(lines: Lines, con: duckdb.DuckDBPyConnection, exports: list[Exp
     return None
 
 
+def _decimal_separator(lines: Lines, con: duckdb.DuckDBPyConnection, exports: list[ExportFile], indent: str) -> None:
+    """The decimal_separator line, when the files' numbers are written with a decimal comma ("1.200,50")."""
+    comma = point = 0
+    example = None
+    for export in exports:
+        kinds = CANONICAL_STREAMS[export.stream].columns
+        for header in (h for col, headers in export.present.items() if kinds.get(col) == NUMBER for h in headers):
+            rows, params = export.rows_sql()
+            values = f"SELECT trim({quote_identifier(header)}) AS v {rows}"
+            found = con.execute(
+                "SELECT count(*) FILTER (WHERE c AND NOT p), count(*) FILTER (WHERE p AND NOT c), "  # noqa: S608
+                "min(v) FILTER (WHERE c AND NOT p) FROM (SELECT v, parse_number(v) IS NOT NULL AS p, "
+                f"decimal_comma_to_point(v) IS NOT NULL AS c FROM ({values}))",
+                params,
+            ).fetchone()
+            comma, point = comma + found[0], point + found[1]
+            example = example or (found[2] and f"{_q(found[2])} in {export.path.name} {_q(header)}")
+    if comma > point:
+        lines.add(f'{indent}decimal_separator: ","', f"guessed: numbers like {example} use a decimal comma")
+
+
 def _values(con: duckdb.DuckDBPyConnection, export: ExportFile, sql: str, date_format: str | None) -> list[tuple]:
     """Run `sql` over the file's canonical rows (as table `rows`), its dates read as configured."""
     try:
@@ -397,6 +418,7 @@ def _finance(lines: Lines, con: duckdb.DuckDBPyConnection, ledger: ExportGuess |
     profile = resolve_profile("custom" if columns else "canonical", {c: g.header for c, g in columns.items()}, [], [])
     export = read_export(ledger.path, "finance_gl", profile, complete=False)
     date_format = _date_format(lines, con, [export], "finance.date_format", "  ")
+    _decimal_separator(lines, con, [export], "  ")
     accounts = (_values(con, export, "SELECT account, count(*), mode(description), mode(vendor) FROM rows "
                                      "WHERE account IS NOT NULL GROUP BY 1 ORDER BY 1", date_format)
                 if export.present.get("account") else [])
@@ -439,6 +461,7 @@ def _source(lines: Lines, con: duckdb.DuckDBPyConnection, plan: SourcePlan, expo
     for note in plan.notes:
         lines.add("    # columns:", f"TODO: {note}")
     date_format = _date_format(lines, con, exports, "sources.0.date_format", "    ")
+    _decimal_separator(lines, con, exports, "    ")
     _stages(lines, con, exports[0])
     return date_format
 

@@ -85,10 +85,11 @@ def _open(path: Path, read_only: bool, memory_limit: str | None = None) -> duckd
     return duckdb.connect(str(path), read_only=read_only, config=config)
 
 
-def set_run_variables(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
-    """Expose the run's parameters to the SQL models as DuckDB variables (bound, never spliced)."""
+def run_variables(settings: Settings) -> dict[str, object]:
+    """The run's parameters, by the names the SQL models read them with (getvariable): DuckDB binds them
+    (set_run_variables), and pipelines/portable.py writes them into the SQL it gives Spark."""
     control = settings.counterfactual.control
-    values = {
+    return {
         "as_of": settings.effective_as_of,
         # Events count when before the cut-off: midnight UTC after as_of.
         "cutoff": dt.datetime.combine(settings.effective_as_of + dt.timedelta(days=1), dt.time()),
@@ -111,16 +112,21 @@ def set_run_variables(con: duckdb.DuckDBPyConnection, settings: Settings) -> Non
         "tei_horizon_years": settings.tei.horizon_years,
         "tei_cost_risk_adjustment": settings.tei.cost_risk_adjustment,
         "closed_stage_pattern": CLOSED_STAGE_WORDS,
+        "control_values": list(control.values) if control else [],  # VARCHAR[]
+        "accounts": dict(settings.finance.accounts),  # MAP(VARCHAR, VARCHAR): GL account -> category
     }
-    for name, value in values.items():
-        con.execute(f"SET VARIABLE {name} = $value", {"value": value})
-    con.execute("SET VARIABLE control_values = CAST($values AS VARCHAR[])",
-                {"values": list(control.values) if control else []})
-    accounts = settings.finance.accounts
-    con.execute(
-        "SET VARIABLE accounts = MAP($accounts, $categories)",
-        {"accounts": list(accounts), "categories": list(accounts.values())},
-    )
+
+
+def set_run_variables(con: duckdb.DuckDBPyConnection, settings: Settings) -> None:
+    """Expose the run's parameters to the SQL models as DuckDB variables (bound, never spliced)."""
+    for name, value in run_variables(settings).items():
+        if isinstance(value, list):
+            con.execute(f"SET VARIABLE {name} = CAST($values AS VARCHAR[])", {"values": value})
+        elif isinstance(value, dict):
+            con.execute(f"SET VARIABLE {name} = MAP($keys, $values)",
+                        {"keys": list(value), "values": list(value.values())})
+        else:
+            con.execute(f"SET VARIABLE {name} = $value", {"value": value})
 
 
 def raw_file_of(working: Path) -> Path:

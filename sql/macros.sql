@@ -48,6 +48,13 @@ CREATE OR REPLACE TEMP MACRO finite_or_null(x) AS CASE WHEN isfinite(x) THEN x E
 CREATE OR REPLACE TEMP MACRO parse_number_general(s) AS
     finite_or_null(plain_decimal(without_thousands(clean_number(s))));
 
+-- A number written with a decimal comma ("1.234,50", "1 234,50 €", "(800,00)", "-12,5") as a plain
+-- decimal ("1234.50"); null for anything else, which then lands as it came and is rejected. Only
+-- for a source whose decimal_separator is ',': "1,234" is a thousand in the other convention.
+CREATE OR REPLACE TEMP MACRO decimal_comma_to_point(s) AS
+    CASE WHEN regexp_full_match(clean_number(s), '[+-]?(\d{1,3}([. \x{00A0}\x{202F}]\d{3})+|\d+)(,\d+)?')
+         THEN replace(regexp_replace(clean_number(s), '[. \x{00A0}\x{202F}]', '', 'g'), ',', '.') END;
+
 -- Fast path: a value that starts with a digit, '-' or '.', ends with a digit, has no
 -- '_' and casts to a finite DOUBLE is a plain decimal, read as the general macro would
 -- read it; everything else (symbols, separators, parentheses, junk) takes the general one.

@@ -25,10 +25,10 @@ CREATE OR REPLACE TEMP MACRO in_control_group(segment, pipeline, owner_id) AS
                                                               WHEN 'pipeline' THEN pipeline
                                                               WHEN 'owner_id' THEN owner_id END), false);
 
--- A Poisson(1) weight for a deal in a bootstrap draw: the inverse CDF at a uniform number read
--- from the hash of (deal, draw, seed), so the same seed gives the same weights on every run, in
--- any order and on any number of threads. The thresholds are floor(P(X <= k) x 2^64); the 6e-11
--- of mass above 12 is given 13.
+-- A Poisson(1) weight for a deal in a bootstrap draw: the inverse CDF at a uniform 64-bit number hashed
+-- from (deal, draw, seed), so the same seed gives the same weights on every run, in any order, on any
+-- number of threads and on DuckDB and Spark alike (docs/portability.md). The thresholds are
+-- floor(P(X <= k) x 2^64); the 6e-11 of mass above 12 is given 13.
 CREATE OR REPLACE TEMP MACRO poisson_from_hash(h) AS
     CASE WHEN h < 6786177901268885274::UBIGINT THEN 0
          WHEN h < 13572355802537770549::UBIGINT THEN 1
@@ -44,17 +44,41 @@ CREATE OR REPLACE TEMP MACRO poisson_from_hash(h) AS
          WHEN h < 18446744058369041076::UBIGINT THEN 11
          WHEN h < 18446744072536379768::UBIGINT THEN 12
          ELSE 13 END;
+-- The hash is plain BIGINT arithmetic that both engines compute bit for bit and never overflow:
+-- 32-bit words (0 <= x < 2^32), xor-shifts, and products modulo 2^32 by odd constants c in
+-- [2^31, 2^32), written x * (c - 2^32) so that the product fits 64 bits; & keeps its low 32 bits.
+CREATE OR REPLACE TEMP MACRO mul32(x, c) AS (x * (c - 4294967296)) & 4294967295;
+-- A word mixed with MurmurHash3's multipliers around a xor-shift: every bit of x moves the top bits,
+-- which decide the weight.
+CREATE OR REPLACE TEMP MACRO mix32(x) AS
+    mul32(xor(mul32(x, 2246822507), mul32(x, 2246822507) >> 16), 3266489909);
+-- The draw as a word: xor the mixed seed, times a Weyl constant (2^32 / golden ratio, or another).
+CREATE OR REPLACE TEMP MACRO draw_word(draw, c) AS
+    mul32(xor(draw, mix32(getvariable('uncertainty_seed'))), c);
+-- h: a high word from the key's low 32 bits and the draw, a low word from its other 28 bits and the draw.
 CREATE OR REPLACE TEMP MACRO poisson_weight(deal_key, draw) AS
-    poisson_from_hash(hash(deal_key, draw, getvariable('uncertainty_seed')));
--- A deal's identity for its weights: its id and creation time, not the source's name, so the same
--- records draw the same weights whether they came from an export file or an API.
-CREATE OR REPLACE TEMP MACRO bootstrap_key(deal_id, created_at) AS hash(deal_id, created_at);
+    poisson_from_hash(
+        CAST(mix32(xor(deal_key & 4294967295, draw_word(draw, 2654435769))) AS UBIGINT) * 4294967296
+        + mix32(xor(deal_key >> 32, draw_word(draw, 2246822519))));
+-- A deal's identity for its weights: its id and creation time, not the source's name, so the same records
+-- draw the same weights whether they came from an export file or an API; the first 60 bits of their MD5.
+CREATE OR REPLACE TEMP MACRO key_md5(deal_id, created_at) AS
+    md5(deal_id || '|' || strftime(created_at, '%Y-%m-%d %H:%M:%S.%f'));
+-- BIGINT throughout: Spark's strpos is a 32-bit INT, and 20 bits x 2^20 overflows one.
+CREATE OR REPLACE TEMP MACRO hex_digit(hex, i) AS CAST(strpos('0123456789abcdef', substr(hex, i, 1)) - 1 AS BIGINT);
+CREATE OR REPLACE TEMP MACRO hex_20_bits(hex, i) AS
+    hex_digit(hex, i) * 65536 + hex_digit(hex, i + 1) * 4096 + hex_digit(hex, i + 2) * 256
+    + hex_digit(hex, i + 3) * 16 + hex_digit(hex, i + 4);
+CREATE OR REPLACE TEMP MACRO bootstrap_key(deal_id, created_at) AS
+    hex_20_bits(key_md5(deal_id, created_at), 1) * 1099511627776
+    + hex_20_bits(key_md5(deal_id, created_at), 6) * 1048576
+    + hex_20_bits(key_md5(deal_id, created_at), 11);
 
 -- Expected revenue E(P) under each row's method. `inputs` names a table with one row per
 -- (draw, method, period): in_baseline, revenue_won (the method's: the treated group's under
 -- control), control_revenue_won, active_owners, control_active_owners. With normalise_by
 -- active_owners a method models revenue per active owner and E is scaled by the period's owners.
--- t counts periods from the first baseline period (t = 0).
+-- t counts periods from the first baseline period (t = 0). It returns the inputs' columns and expected_revenue.
 --   flat:     the baseline mean.
 --   seasonal: the same season in the last baseline year, x growth ^ whole years since, growth =
 --             last baseline year / the year before (1 with under 24 baseline months).
@@ -116,7 +140,8 @@ CREATE OR REPLACE TEMP MACRO expected_revenue(inputs) AS TABLE
         SELECT draw, method, sum(sxy) / nullif(sum(sxx), 0) AS slope FROM trend_seasons GROUP BY draw, method
     )
     SELECT
-        n.* EXCLUDE (per_owner, baseline_periods, y, yc, scale, season, trend_season),
+        n.draw, n.method, n.period_start, n.in_baseline, n.revenue_won, n.control_revenue_won, n.active_owners,
+        n.control_active_owners,
         n.scale * CASE n.method
             WHEN 'flat' THEN f.y_mean
             WHEN 'seasonal' THEN s.y * pow(f.growth, (n.t - s.t) // periods_per_year())

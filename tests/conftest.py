@@ -189,3 +189,35 @@ def demo_published(tmp_path_factory: pytest.TempPathFactory) -> Path:
     done = crm_roi("demo", "--db", "demo.duckdb", cwd=folder)
     assert done.returncode == 0, done.stderr
     return folder / "demo.published.duckdb"
+
+
+def write_tenant(root: Path, name: str, deals: list[dict], finance: list[dict], **settings: object) -> Path:
+    """A tenant's folder under `root`: its exports, general ledger and crm_roi.yaml; returns the config."""
+    folder = root / name
+    write_csv(folder / "exports" / "deals.csv", DEAL_COLUMNS, deals)
+    write_csv(folder / "finance_gl.csv", GL_COLUMNS, finance)
+    config = {"as_of": "2025-06-30", "go_live": "2025-01-01", "baseline_months": 6,
+              "sources": [{"kind": "files", "path": "exports", "profile": "canonical"}],
+              "finance": {"path": "finance_gl.csv", "accounts": ACCOUNTS}, **settings}
+    path = folder / "crm_roi.yaml"
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
+    return path
+
+
+def tenant_deals(prefix: str, count: int) -> list[dict]:
+    """`count` deals with ids `<prefix>-<n>`: before and after go-live, won, lost and open."""
+    months = ["2024-08-15", "2024-10-15", "2024-12-15", "2025-02-15", "2025-04-15", "2025-05-15"]
+    rows = []
+    for n in range(count):
+        created = months[n % len(months)]
+        closed = created[:8] + "28"
+        won = None if n % 5 == 4 else n % 3 != 2
+        rows.append(deal(f"{prefix}-{n}", created, "" if won is None else closed, won, amount=str(1000 + 100 * n)))
+    return rows
+
+
+def tenant_finance(prefix: str, scale: int = 1) -> list[dict]:
+    """CRM software 1,200 and implementation 800 after go-live, sales cost 500 before it, all times `scale`."""
+    return [gl(f"{prefix}-gl-1", "2025-01-10", "6100", str(1200 * scale)),
+            gl(f"{prefix}-gl-2", "2025-02-10", "6110", str(800 * scale)),
+            gl(f"{prefix}-gl-3", "2024-09-10", "6200", str(500 * scale))]

@@ -113,9 +113,12 @@ def fingerprint(db: Path, schemas: tuple[str, ...] | None = None,
             ]
             floats = [f'sum("{c}")' for c, kind in columns if kind in FLOAT_TYPES]
             row_hash = f"coalesce(sum(hash({', '.join(exact)})::HUGEINT), 0)" if exact else "0"
+            # A history table gains one run per published run: compare the latest run's rows.
+            latest = (f'WHERE run_id = (SELECT arg_max(run_id, run_at) FROM "{schema}"."{table}")'
+                      if schema == "history" else "")
             row = con.execute(
                 f'SELECT count(*), {row_hash} {"".join(", " + f for f in floats)} '
-                f'FROM "{schema}"."{table}"'
+                f'FROM "{schema}"."{table}" {latest}'
             ).fetchone()
             result[name] = TableFingerprint(row[0], int(row[1]), tuple(row[2:]))
     return result

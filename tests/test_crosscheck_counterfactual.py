@@ -1,6 +1,6 @@
 """Cross-check: the counterfactual, bootstrap, sensitivity and TEI tables against the reference model.
 
-tests/reference_model.py implements these formulas from DESIGN.md in plain Python: its trend
+tests/reference_model.py implements the formulas of docs/roi-methods.md in plain Python: its trend
 solves the normal equations with effect-coded seasonal dummies (the SQL uses within-season
 sums), its sensitivity values every benefit again (the SQL rescales roi.rolling's totals), its
 seasonal method finds the same month by calendar arithmetic (the SQL by period numbers). Both

@@ -164,6 +164,13 @@ def test_renamed_required_column_is_one_message_naming_column_and_file(land, tmp
     )
 
 
+def test_a_missing_column_suggests_a_header_other_exports_use_for_it(land, tmp_path):
+    # 'Opened' is not spelled like created_at, but CRMs export the creation date under that name.
+    header = HEADER.replace("created_at", "Opened")
+    message = file_error(land, {"deals.csv": f"{header}\n{GOOD}\n"}, tmp_path)
+    assert message.endswith("; did you mean 'Opened'?")
+
+
 def test_schema_drift_in_a_later_delta_names_that_file_and_column(land, tmp_path):
     drifted = HEADER.replace("is_won", "won")
     message = file_error(

@@ -243,3 +243,11 @@ def test_version_is_the_package_version(tmp_path: Path):
     done = crm_roi("--version", cwd=tmp_path)
     assert done.returncode == 0
     assert done.stdout == f"crm-roi {version('crm-roi')}\n"
+
+
+def test_init_reads_a_pipeline_stage_header_as_the_stage_and_a_pipeline_header_as_the_pipeline():
+    from pipelines.starter_config import guess_columns
+
+    guesses = guess_columns("deals", ("Opportunity Ref", "Pipeline", "Pipeline Stage", "Deal Value"))
+    assert {col: g.header for col, g in guesses.items()} == {
+        "deal_id": "Opportunity Ref", "pipeline": "Pipeline", "stage": "Pipeline Stage", "amount": "Deal Value"}

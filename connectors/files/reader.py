@@ -18,8 +18,9 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from connectors.contract import CANONICAL_STREAMS, DATE, TIMESTAMP, typed_rows
+from connectors.contract import CANONICAL_STREAMS, DATE, NUMBER, TIMESTAMP, typed_rows
 from connectors.files.profiles import FOOTER_PATTERN, Profile, normalise_header
+from connectors.files.synonyms import synonyms
 
 SNIFF_BYTES = 1 << 16
 DELIMITERS = (",", ";", "\t", "|")
@@ -213,9 +214,11 @@ def _require(export: ExportFile) -> None:
 
 
 def _missing(path: Path, fmt: FileFormat, stream: str, col: str, wanted: tuple[str, ...], what: str) -> ExportFileError:
-    """A required column not found, with the header that comes closest."""
+    """A required column not found, with the header that comes closest: one known to hold the
+    column in other exports (as `crm-roi init` would guess it), else the most similar name."""
     names = " or ".join(f"'{h}'" for h in wanted)
-    near = closest_header(wanted, fmt.header)
+    known = {normalise_header(h) for h in synonyms(stream).get(col, ())}
+    near = next((h for h in fmt.header if normalise_header(h) in known), None) or closest_header(wanted, fmt.header)
     hint = f"; did you mean '{near}'?" if near else ""
     return ExportFileError(
         f"{path.name}: column {names} ({what}) is missing; the file has: {', '.join(fmt.header) or 'no header'}{hint}"
@@ -258,12 +261,14 @@ def landing_query(
     default_currency: str,
     timezone: str,
     limit: int | None = None,
+    decimal_comma: bool = False,
 ) -> tuple[str, dict]:
     """The SELECT that turns one export file into the stream's canonical typed columns and `_text`.
 
     `date_formats`: per date header, the strptime formats its non-ISO values are rewritten
     to ISO 8601 with (connectors/files/dates.py decides them); a value none fits keeps its
-    text and is rejected, with its reason, in staging. `limit`: the first rows only.
+    text and is rejected, with its reason, in staging. `decimal_comma`: numbers written
+    `1.234,50` are rewritten to `1234.50` the same way. `limit`: the first rows only.
     Returns SQL with named parameters and their values: paths, stage lists and formats
     are bound, and headers are quoted identifiers checked against the file's own header
     line, so no value from a file or config is spliced into SQL.
@@ -282,6 +287,8 @@ def landing_query(
                 name = f"formats_{len(params)}"
                 params[name] = list(date_formats[header])
                 value = f"coalesce(iso_from_formats({value}, ${name}), {value})"
+            elif decimal_comma and kind == NUMBER:
+                value = f"coalesce(decimal_comma_to_point({value}), {value})"
             values.append(value)
         if col in export.composite:
             columns[col] = composite_key(export.composite[col])

@@ -6,11 +6,10 @@ WITH periods AS (
     SELECT * FROM period_spine(getvariable('baseline_start'))
 ),
 by_segment AS (
-    SELECT s.segment_type, s.segment, d.created_at, d.closed_at, d.is_closed, d.is_won, d.amount_base
-    FROM staging.deals AS d
-    CROSS JOIN LATERAL (VALUES ('owner_id', d.owner_id), ('pipeline', d.pipeline), ('segment', d.segment))
-        AS s(segment_type, segment)
-    WHERE NOT d.is_deleted
+    SELECT segment_type, segment, created_at, closed_at, is_closed, is_won, amount_base
+    FROM (SELECT owner_id, pipeline, segment, created_at, closed_at, is_closed, is_won, amount_base
+          FROM staging.deals WHERE NOT is_deleted)
+    UNPIVOT INCLUDE NULLS (segment FOR segment_type IN (owner_id, pipeline, segment))
 ),
 segments AS (
     SELECT DISTINCT segment_type, segment FROM by_segment

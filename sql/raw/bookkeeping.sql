@@ -16,6 +16,10 @@ CREATE TABLE IF NOT EXISTS raw.main.loaded_files (
 -- The file's modification time (ns) when loaded or last found unchanged: a file with the same
 -- size and time is not hashed again. Null in files made before it was recorded: hashed once.
 ALTER TABLE raw.main.loaded_files ADD COLUMN IF NOT EXISTS modified_ns BIGINT;
+-- How the file was read: a fingerprint of its source's reading settings (profile, column map,
+-- stage lists, date order, decimal mark, currency, time zone). When they change, every file of
+-- that source's stream is read again, so a corrected config takes effect on the next run.
+ALTER TABLE raw.main.loaded_files ADD COLUMN IF NOT EXISTS read_as VARCHAR;
 
 -- Rows that failed a row rule in staging, with the reason and the row as landed.
 -- Rebuilt per table with its staging table, in the same transaction.

@@ -22,7 +22,7 @@ won AS (
       AND period_of(closed_at) IN (SELECT period_start FROM configured)
 ),
 draws AS (
-    SELECT range AS draw FROM range(1, getvariable('uncertainty_draws') + 1)
+    SELECT draw FROM range(1, getvariable('uncertainty_draws') + 1) AS t(draw)
 ),
 weighted AS (
     SELECT draw, period_start, is_control, sum(poisson_weight(deal_key, draw) * micros) / 1e6 AS revenue
