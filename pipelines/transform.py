@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from connectors.contract import CANONICAL_STREAMS, TEXT_COLUMN
+from connectors.contract import CANONICAL_STREAMS, TEXT_COLUMN, TIMESTAMP
 from pipelines.config import ConfigError
 from pipelines.models import BUILD_COLUMNS, REGISTRY, Table
 from pipelines.sql_files import sql_text
@@ -170,12 +170,16 @@ def _quarantine(con: duckdb.DuckDBPyConnection, table: str) -> None:
 
     The raw row is looked up for rejected rows only: serialising every row cost more than all
     the parsing put together. Its values are shown as text: as landed where a value did not
-    parse (`_text`), else as read at landing. A file row's line is its place among its batch's
-    row ids (pipelines/raw_files.py); an API row keeps its place in its page (`_row_number`).
+    parse (`_text`), else as read at landing (a timestamp in ISO 8601 UTC). A file row's line
+    is its place among its batch's row ids (pipelines/raw_files.py); an API row keeps its place
+    in its page (`_row_number`).
     """
     line = "coalesce(r._row_number, r.rowid - f.first_rowid + 1)"
-    values = ", ".join(f"'{c}': CASE WHEN r.{TEXT_COLUMN} IS NULL THEN CAST(r.{c} AS VARCHAR) "
-                       f"ELSE r.{TEXT_COLUMN}['{c}'] END" for c in CANONICAL_STREAMS[table].columns)
+    # A parsed timestamp is shown in ISO 8601 UTC ('2025-06-10T10:00:00Z'), as canonical exports write it.
+    as_text = {TIMESTAMP: "replace(CAST(r.{c} AS VARCHAR), ' ', 'T') || 'Z'"}
+    values = ", ".join(f"'{c}': CASE WHEN r.{TEXT_COLUMN} IS NULL THEN "
+                       f"{as_text.get(kind, 'CAST(r.{c} AS VARCHAR)').format(c=c)} "
+                       f"ELSE r.{TEXT_COLUMN}['{c}'] END" for c, kind in CANONICAL_STREAMS[table].columns.items())
     payload = (f"to_json({{{values}, '_source': r._source, '_file': r._file, '_row_number': {line}, "
                "'_batch_id': r._batch_id, '_loaded_at': r._loaded_at})")
     # Column names come from the contract, the table from the registry; values are bound.
