@@ -56,10 +56,16 @@ CREATE OR REPLACE TEMP MACRO mix32(x) AS
 CREATE OR REPLACE TEMP MACRO draw_word(draw, c) AS
     mul32(xor(draw, mix32(getvariable('uncertainty_seed'))), c);
 -- h: a high word from the key's low 32 bits and the draw, a low word from its other 28 bits and the draw.
+-- The key's and the draw's words are arguments, so roi.bootstrap computes them once per deal and per draw.
+CREATE OR REPLACE TEMP MACRO weight_of_words(key_high, draw_high, key_low, draw_low) AS
+    poisson_from_hash(CAST(mix32(xor(key_high, draw_high)) AS UBIGINT) * 4294967296
+                      + CAST(mix32(xor(key_low, draw_low)) AS UBIGINT));
+CREATE OR REPLACE TEMP MACRO key_high(deal_key) AS deal_key & 4294967295;
+CREATE OR REPLACE TEMP MACRO key_low(deal_key) AS deal_key >> 32;
+CREATE OR REPLACE TEMP MACRO draw_high(draw) AS draw_word(draw, 2654435769);
+CREATE OR REPLACE TEMP MACRO draw_low(draw) AS draw_word(draw, 2246822519);
 CREATE OR REPLACE TEMP MACRO poisson_weight(deal_key, draw) AS
-    poisson_from_hash(
-        CAST(mix32(xor(deal_key & 4294967295, draw_word(draw, 2654435769))) AS UBIGINT) * 4294967296
-        + mix32(xor(deal_key >> 32, draw_word(draw, 2246822519))));
+    weight_of_words(key_high(deal_key), draw_high(draw), key_low(deal_key), draw_low(draw));
 -- A deal's identity for its weights: its id and creation time, not the source's name, so the same records
 -- draw the same weights whether they came from an export file or an API; the first 60 bits of their MD5.
 CREATE OR REPLACE TEMP MACRO key_md5(deal_id, created_at) AS

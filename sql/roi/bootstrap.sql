@@ -15,17 +15,19 @@ won AS (
     SELECT
         period_of(closed_at) AS period_start,
         in_control_group(segment, pipeline, owner_id) AS is_control,
-        bootstrap_key(deal_id, created_at) AS deal_key,
+        key_high(bootstrap_key(deal_id, created_at)) AS key_high,
+        key_low(bootstrap_key(deal_id, created_at)) AS key_low,
         CAST(round(amount_base * 1e6) AS HUGEINT) AS micros
     FROM staging.deals
     WHERE NOT is_deleted AND is_won AND closed_at < getvariable('cutoff') AND amount_base IS NOT NULL
       AND period_of(closed_at) IN (SELECT period_start FROM configured)
 ),
 draws AS (
-    SELECT draw FROM range(1, getvariable('uncertainty_draws') + 1) AS t(draw)
+    SELECT draw, draw_high(draw) AS draw_high, draw_low(draw) AS draw_low
+    FROM range(1, getvariable('uncertainty_draws') + 1) AS t(draw)
 ),
 weighted AS (
-    SELECT draw, period_start, is_control, sum(poisson_weight(deal_key, draw) * micros) / 1e6 AS revenue
+    SELECT draw, period_start, is_control, sum(weight_of_words(key_high, draw_high, key_low, draw_low) * micros) / 1e6 AS revenue
     FROM draws CROSS JOIN won
     GROUP BY ALL
 ),
