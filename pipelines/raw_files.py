@@ -208,6 +208,23 @@ def _check_in_file_order(con: duckdb.DuckDBPyConnection, stream: str, batch_id: 
         raise RuntimeError(f"raw.{stream}: batch {batch_id} did not land in one run of row ids")
 
 
+def _check_rereadable(con: duckdb.DuckDBPyConnection, spec: StreamInput) -> None:
+    """Files read under other settings are read again, so each must still be there: a file
+    rotated out of the folder would otherwise take its rows with it."""
+    present = [p.name for p in spec.files]
+    gone = [name for (name,) in con.execute(
+        "SELECT file_name FROM raw.loaded_files WHERE source = ? AND stream = ? AND read_as IS DISTINCT FROM ? "
+        "AND NOT list_contains(?, file_name) ORDER BY file_name",
+        [spec.source, spec.stream, spec.read_as, present],
+    ).fetchall()]
+    if gone:
+        raise ExportFileError(
+            f"{spec.source}: its reading settings changed, so its {spec.stream} files are read again, but some "
+            f"are no longer in the folder ({', '.join(gone[:3])}{', ...' if len(gone) > 3 else ''}): put them "
+            "back, or run with --full-reload to keep only the files there now"
+        )
+
+
 def load_stream(
     con: duckdb.DuckDBPyConnection, spec: StreamInput, full_reload: bool = False
 ) -> LoadResult:
@@ -216,11 +233,13 @@ def load_stream(
     sizes = {path: path.stat().st_size for path in spec.files}
     with (progress(f"raw/{spec.stream} ({spec.source})", total=sum(sizes.values()), unit="bytes") as tracker,
           transaction(con)):
-        reread = con.execute(
+        if not full_reload:
+            _check_rereadable(con, spec)
+        read_before = con.execute(
             "SELECT count(*) FROM raw.loaded_files WHERE source = ? AND stream = ? AND read_as IS DISTINCT FROM ?",
             [spec.source, spec.stream, spec.read_as],
         ).fetchone()[0]
-        if full_reload or reread:
+        if full_reload or read_before:
             con.execute(f"DELETE FROM raw.{spec.stream} WHERE _source = ?", [spec.source])  # noqa: S608
             con.execute(
                 "DELETE FROM raw.loaded_files WHERE source = ? AND stream = ?",

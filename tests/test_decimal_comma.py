@@ -100,3 +100,22 @@ def test_init_leaves_a_decimal_point_export_alone(folder: Path):
         .replace("12.345.678,9", "12,345,678.9"), encoding="utf-8")
     path, _ = write_starter_config(folder / "exports", folder / "guessed.yaml")
     assert "decimal_separator" not in path.read_text(encoding="utf-8")
+
+
+def test_new_reading_settings_with_a_loaded_file_gone_stop_instead_of_dropping_its_rows(folder: Path):
+    source = {**SOURCE, "files": {"deals": "opportunities*.csv"}, "decimal_separator": ","}
+    config = write(folder, source)
+    assert crm_roi("run", "--config", str(config), cwd=folder).returncode == 0
+    exports = folder / "exports"
+    (exports / "opportunities.csv").rename(folder / "rotated_out.csv")  # the export folder keeps deltas only
+    (exports / "opportunities_delta.csv").write_text(EXPORT.replace("D-", "N-"), encoding="utf-8")
+
+    write(folder, {**source, "timezone": "Europe/Paris"})  # a reading setting changed
+    failed = crm_roi("run", "--config", str(config), cwd=folder)
+    assert failed.returncode == 1
+    assert failed.stderr.startswith(
+        "error: crm: its reading settings changed, so its deals files are read again, but some are no longer "
+        "in the folder (opportunities.csv): put them back, or run with --full-reload to keep only the files there now")
+    with duckdb.connect(str(folder / "crm_roi.raw.duckdb"), read_only=True) as con:
+        kept = con.execute("SELECT count(*) FROM deals WHERE deal_id LIKE 'D-%'").fetchone()[0]
+    assert kept == 5  # nothing already stored was lost
